@@ -1,0 +1,34 @@
+"""perfrl_trl: PerfRL (arXiv 2312.05657) for the Hugging Face ecosystem.
+
+The sandbox and the reward import only the standard library; the trainer pulls in torch and
+transformers when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ExecutionConfig": "perfrl_trl.execution",
+    "Executor": "perfrl_trl.execution",
+    "UnitTestRewardFunction": "perfrl_trl.rewards",
+    "RRHFConfig": "perfrl_trl.trainer",
+    "RRHFTrainer": "perfrl_trl.trainer",
+    "RRHFCandidateCollator": "perfrl_trl.collator",
+    "load_pie": "perfrl_trl.data",
+    "build_benchmark": "perfrl_trl.data",
+    "load_tokenizer": "perfrl_trl.models",
+    "build_model": "perfrl_trl.models",
+    "register_metrics": "perfrl_trl.metrics",
+}
+
+__all__ = [*sorted(_LAZY), "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy, so `perfrl-trl score` and sandbox users do not pay for importing torch.
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'perfrl_trl' has no attribute {name!r}")

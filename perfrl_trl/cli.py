@@ -1,0 +1,139 @@
+"""``perfrl-trl``: command-line entry points, each a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _read_program(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"perfrl-trl: cannot read program {path}: {exc}") from None
+
+
+def _read_tests_dir(path: str) -> list[dict]:
+    from .data.pie import DataError, read_tests
+
+    folder = Path(path).resolve()
+    try:
+        return read_tests(folder.parent, folder.name)
+    except DataError as exc:
+        raise SystemExit(f"perfrl-trl: bad --tests folder: {exc}") from None
+
+
+def _execution_config(args: argparse.Namespace):
+    from .execution import ExecutionConfig
+
+    try:
+        return ExecutionConfig(
+            timeout_s=args.timeout, n_trials=args.trials, margin=args.margin, isolation=args.isolation
+        )
+    except ValueError as exc:
+        raise SystemExit(f"perfrl-trl: {exc}") from None
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .rewards import UnitTestRewardFunction
+
+    program = _read_program(args.program)
+    baseline = _read_program(args.baseline) if args.baseline else None
+    tests = _read_tests_dir(args.tests)
+    try:
+        reward = UnitTestRewardFunction(execution_config=_execution_config(args), graded=args.graded)
+        details = reward.score([program], [tests], [baseline] if baseline is not None else None)[0]
+    except RuntimeError as exc:  # no safe sandbox on this machine
+        raise SystemExit(f"perfrl-trl: {exc}") from None
+    result = {
+        "tier": details.tier,
+        "reward": details.reward,
+        "passed": details.passed,
+        "status": details.status,
+        "tests_passed": details.n_passed,
+        "tests": details.n_tests,
+        "runtime_s": details.runtime,
+        "baseline_runtime_s": details.baseline_runtime,
+        "speedup": details.speedup,
+        "error": details.error,
+        "isolation": details.isolation,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        speed = f"{details.speedup:.2f}x" if details.speedup is not None else "n/a"
+        print(f"tier       {details.tier}  (reward {details.reward:g})")
+        print(f"tests      {details.n_passed}/{details.n_tests} passed  [{details.status}]")
+        if details.runtime is not None:
+            print(f"cpu time   {details.runtime * 1e3:.2f} ms (median of trials, summed over tests)")
+        if details.baseline_runtime is not None:
+            print(f"baseline   {details.baseline_runtime * 1e3:.2f} ms   speedup {speed}")
+        if details.error:
+            print(f"error      {details.error}")
+        print(f"isolation  {details.isolation}")
+    return 0
+
+
+def cmd_sandbox_info(args: argparse.Namespace) -> int:
+    from .execution import bwrap_available, resolve_isolation
+
+    try:
+        level = resolve_isolation("auto")
+    except RuntimeError as exc:
+        level = f"none ({exc})"
+    print(json.dumps({"isolation": level, "bwrap_available": bwrap_available()}))
+    return 0
+
+
+def cmd_register_metrics(args: argparse.Namespace) -> int:
+    from .metrics import register_metrics
+
+    path = register_metrics(force=args.force)
+    print(f"registered perfrl/speedup at {path}")
+    return 0
+
+
+def _add_execution_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit per test run, seconds")
+    p.add_argument("--trials", type=int, default=5, help="timed repeats over all tests")
+    p.add_argument("--margin", type=float, default=1.10, help="speed-up needed for R4")
+    p.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "rlimits"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perfrl-trl", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("score", help="score a program against tests (and a baseline) in the sandbox")
+    p.add_argument("--program", required=True, help="the candidate program (.py)")
+    p.add_argument("--baseline", help="the slow program to compare speed against (.py)")
+    p.add_argument("--tests", required=True, help="folder with input.N.txt / output.N.txt (PIE layout)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--graded", action="store_true", help="grade R4 by the measured speed-up")
+    _add_execution_args(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("sandbox-info", help="print the isolation level this machine offers")
+    p.set_defaults(func=cmd_sandbox_info)
+
+    p = sub.add_parser("register-metrics", help="make evaluate.load('perfrl/speedup') work offline")
+    p.add_argument("--force", action="store_true", help="rewrite the cached module even if present")
+    p.set_defaults(func=cmd_register_metrics)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Sandboxed execution and timing of untrusted Python programs (standard library only)."""
+
+from .config import ISOLATION_LEVELS, ExecutionConfig
+from .judge import Executor, Verdict, compare_outputs, get_executor, validate_tests
+from .sandbox import SandboxError, bwrap_available, resolve_isolation
+from .timing import SpeedupDecision, decide_faster, mann_whitney_less
+
+__all__ = [
+    "ISOLATION_LEVELS",
+    "ExecutionConfig",
+    "Executor",
+    "SandboxError",
+    "SpeedupDecision",
+    "Verdict",
+    "bwrap_available",
+    "compare_outputs",
+    "decide_faster",
+    "get_executor",
+    "mann_whitney_less",
+    "resolve_isolation",
+    "validate_tests",
+]

@@ -1,0 +1,480 @@
+"""The fork server that runs inside the sandbox (standard library only).
+
+The host starts this file as ``python -I -c <source>`` inside bubblewrap (or under rlimits alone) and
+speaks to it over stdin/stdout with length-prefixed frames. For every test it forks a child from this
+small, already-initialised process, so a run costs a fork instead of an interpreter start-up, and it
+reads the child's own CPU time from the kernel (``wait4`` rusage), which the program cannot forge.
+
+What the child can reach, and why that is safe:
+- it inherits this process's memory, which only ever holds the program and the test *inputs*: the
+  expected outputs stay with the host, which compares;
+- stdin is a sealed memfd reopened read-only, so a program cannot rewrite the input of later trials;
+- every other descriptor is closed, and this process is non-dumpable, so ``/proc/<ppid>/fd`` and
+  ``/proc/<ppid>/mem`` are closed to it;
+- it can still kill this process: the host then sees EOF, scores the run as a sandbox error, and
+  starts a new worker.
+"""
+
+# Cheap standard-library modules that programs use all the time. Loading them once here keeps their
+# import cost out of every measured run; heavy ones (numpy) are left out on purpose, because dropping
+# such an import is itself a real speed-up that the timing must see.
+import bisect  # noqa: F401
+import builtins
+import collections  # noqa: F401
+import ctypes
+import errno
+import fcntl
+import functools  # noqa: F401
+import gc
+import heapq  # noqa: F401
+import itertools  # noqa: F401
+import json
+import math  # noqa: F401
+import operator  # noqa: F401
+import os
+import re  # noqa: F401
+import resource
+import select
+import signal
+import string  # noqa: F401
+import struct
+import sys
+import time
+import traceback
+
+STATUS_COMPILE = 3
+_HEADER = struct.Struct(">I")
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(obj, blobs=()):
+    header = json.dumps(obj).encode()
+    payload = _HEADER.pack(len(header)) + header + b"".join(blobs)
+    view = memoryview(payload)
+    while view:
+        n = os.write(1, view)
+        view = view[n:]
+
+
+def _prctl(option, value):
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+# A seccomp filter for the children: no new processes (fork, vfork, clone without CLONE_THREAD), so a
+# fork bomb dies at its first fork whatever the uid (RLIMIT_NPROC is not enforced for real root).
+# Threads stay allowed. Foreign syscall ABIs (int 0x80, x32) are refused, as they would bypass it.
+# Numbers: fork, vfork, kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_send_signal,
+# ptrace, process_vm_readv, process_vm_writev.
+# Signals, ptrace and cross-process memory access are refused too: at the rlimits level a run may share
+# the caller's uid, and must not be able to kill(-1), attach to, or write into the caller.
+_ARCHES = {
+    "x86_64": (
+        0xC000003E,
+        {"clone": 56, "clone3": 435},
+        (57, 58, 62, 200, 234, 129, 297, 424, 101, 310, 311),
+    ),
+    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435}, (129, 130, 131, 138, 240, 424, 117, 270, 271)),
+}
+_EPERM, _ENOSYS, _CLONE_THREAD = 1, 38, 0x10000
+
+
+def _seccomp_program():
+    machine = os.uname().machine
+    if machine not in _ARCHES:
+        return None
+    arch, nrs, denied = _ARCHES[machine]
+    ret_allow, ret_eperm, ret_enosys = 0x7FFF0000, 0x00050000 | _EPERM, 0x00050000 | _ENOSYS
+    # (code, jt, jf, k) with jump targets as labels, resolved below; BPF only jumps forwards.
+    prog = [
+        (0x20, None, None, 4),  # A = arch
+        (0x15, None, "deny", arch),
+        (0x20, None, None, 0),  # A = syscall number
+        (0x35, "deny", None, 0x40000000),  # x32 ABI
+    ]
+    for nr in denied:
+        prog.append((0x15, "deny", None, nr))
+    prog += [
+        (0x15, "nosys", None, nrs["clone3"]),  # glibc then falls back to clone, which we can inspect
+        (0x15, "clone", None, nrs["clone"]),
+        ("allow",),
+        ("clone:",),
+        (0x20, None, None, 16),  # A = low word of clone flags
+        (0x45, "allow2", "deny", _CLONE_THREAD),
+        ("allow2:",),
+        (0x06, None, None, ret_allow),
+        ("deny:",),
+        (0x06, None, None, ret_eperm),
+        ("nosys:",),
+        (0x06, None, None, ret_enosys),
+    ]
+    code, labels = [], {}
+    for item in prog:
+        if item == ("allow",):
+            code.append((0x06, None, None, ret_allow))
+        elif len(item) == 1:
+            labels[item[0][:-1]] = len(code)
+        else:
+            code.append(item)
+    insns = []
+    for i, (op, jt, jf, k) in enumerate(code):
+        jt = 0 if jt is None else labels[jt] - i - 1
+        jf = 0 if jf is None else labels[jf] - i - 1
+        insns.append(struct.pack("=HBBI", op, jt, jf, k))
+    blob = ctypes.create_string_buffer(b"".join(insns))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(insns), ctypes.addressof(blob))
+    return fprog, blob
+
+
+def _install_seccomp(program):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+    fprog, _blob = program
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP failed")
+
+
+def _sealed_memfd(data):
+    fd = os.memfd_create("stdin", os.MFD_ALLOW_SEALING | os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    return fd
+
+
+def _child(code_obj, stdin_fd, out_w, err_w, workdir, limits):
+    """Runs in the forked child: lock it down, then execute the program as ``__main__``."""
+    try:
+        os.setsid()
+        for name, value in limits["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        fd = os.open(f"/proc/self/fd/{stdin_fd}", os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.closerange(3, 1 << 16)
+        os.chdir(workdir)
+        drop = limits.get("drop_uid")
+        if drop is not None:
+            os.setgroups([])
+            os.setgid(drop)
+            os.setuid(drop)
+        if limits["seccomp"] is not None:
+            _install_seccomp(limits["seccomp"])
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        gc.enable()
+        sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+        sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+        sys.argv = ["main.py"]
+        main = type(sys)("__main__")
+        main.__dict__["__builtins__"] = builtins
+        main.__dict__["__file__"] = "main.py"
+        sys.modules["__main__"] = main
+    except BaseException:
+        os._exit(125)
+    status = 0
+    try:
+        exec(code_obj, main.__dict__)
+    except SystemExit as exc:
+        if exc.code is None:
+            status = 0
+        elif isinstance(exc.code, int):
+            status = exc.code & 0xFF
+        else:
+            print(exc.code, file=sys.stderr)
+            status = 1
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+        status = 1
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            if status == 0:
+                status = 1
+    os._exit(status)
+
+
+def _reap_others(in_namespace, pgid):
+    """Kill everything the run left behind (daemons, forks) so nothing outlives it."""
+    if in_namespace:
+        # In our own PID namespace, kill(-1) reaches every process but init and us, atomically
+        # with respect to fork, so a fork bomb cannot outrun it.
+        me = os.getpid()
+        for _ in range(400):
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap_children()
+            # Killed processes take a moment to go; the next run must not share the CPU with them.
+            if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]:
+                break
+            time.sleep(0.005)
+    else:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        # As child subreaper we adopt orphans (double-forked daemons); hunt them until none is left.
+        me = str(os.getpid())
+        for _ in range(50):
+            found = False
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/stat", "rb") as fh:
+                        stat = fh.read().rsplit(b")", 1)[1].split()
+                except OSError:
+                    continue
+                if stat[1].decode() == me:
+                    found = True
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except OSError:
+                        pass
+            while True:
+                try:
+                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                        break
+                except ChildProcessError:
+                    break
+            if not found:
+                break
+            time.sleep(0.001)
+    _reap_children()
+
+
+def _reap_children():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+
+
+def _run_one(code_obj, data, req, index):
+    workdir = os.path.join(req["root"], f"run{index}")
+    os.mkdir(workdir, 0o777)
+    os.chmod(workdir, 0o777)
+    stdin_fd = _sealed_memfd(data)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(out_r)
+        os.close(err_r)
+        _child(code_obj, stdin_fd, out_w, err_w, workdir, req)
+    os.close(out_w)
+    os.close(err_w)
+    os.close(stdin_fd)
+    pidfd = os.pidfd_open(pid)
+    deadline = start + req["timeout"]
+    cap = req["output_cap"]
+    out, err = [], []
+    sizes = {out_r: 0, err_r: 0}
+    bufs = {out_r: out, err_r: err}
+    open_fds = {out_r, err_r}
+    timed_out = over_cap = exited = False
+    poller = select.poll()
+    for fd in (out_r, err_r, pidfd):
+        poller.register(fd, select.POLLIN)
+    # Loop until the child has exited *and* its pipes are drained: a child that closes its pipes and
+    # then sleeps must still meet the deadline.
+    while not over_cap and (open_fds or not exited):
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            timed_out = True
+            break
+        if exited:
+            # The program is gone; a descendant holding the pipe open must not keep us waiting.
+            remaining = min(remaining, 0.05)
+        events = poller.poll(remaining * 1000)
+        if not events and exited:
+            break
+        for fd, _ in events:
+            if fd == pidfd:
+                exited = True
+                poller.unregister(pidfd)
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+                continue
+            sizes[fd] += len(chunk)
+            if sizes[fd] > cap:
+                over_cap = True
+                break
+            bufs[fd].append(chunk)
+    if timed_out or over_cap:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    _, wstatus, rusage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    _reap_others(req["namespace"], pid)
+    for fd in (out_r, err_r, pidfd):
+        os.close(fd)
+    _rmtree(workdir)
+    if req["namespace"]:
+        # Everything writable is scratch that only runs use; wipe it all, so no trial sees another's files.
+        for scratch in ("/tmp", "/dev/shm"):
+            for name in os.listdir(scratch):
+                full = os.path.join(scratch, name)
+                if os.path.isdir(full) and not os.path.islink(full):
+                    _rmtree(full)
+                else:
+                    try:
+                        os.unlink(full)
+                    except OSError:
+                        pass
+        _remove_sysv_ipc()
+    stdout = b"".join(out)
+    stderr = b"".join(err)[-4096:]
+    result = {
+        "exit": os.waitstatus_to_exitcode(wstatus),
+        "cpu": rusage.ru_utime + rusage.ru_stime,
+        "wall": wall,
+        "maxrss_kb": rusage.ru_maxrss,
+        "timeout": timed_out,
+        "output_limit": over_cap,
+        "stdout_len": len(stdout),
+        "stderr_len": len(stderr),
+    }
+    return result, stdout + stderr
+
+
+def _remove_sysv_ipc():
+    """SysV IPC objects outlive their creator; in our private IPC namespace, remove every one of them."""
+    libc = None
+    for kind, func in (("shm", "shmctl"), ("sem", "semctl"), ("msg", "msgctl")):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            libc = libc or ctypes.CDLL(None, use_errno=True)
+            ident = int(line.split()[1])
+            if kind == "sem":
+                getattr(libc, func)(ident, 0, 0, None)  # IPC_RMID = 0
+            else:
+                getattr(libc, func)(ident, 0, None)
+
+
+def _rmtree(path):
+    """Remove a run directory even if the program chmod-ed things away from us."""
+    try:
+        for root, dirs, files in os.walk(path, topdown=False):
+            for name in files:
+                try:
+                    os.unlink(os.path.join(root, name))
+                except OSError:
+                    pass
+            for name in dirs:
+                full = os.path.join(root, name)
+                try:
+                    os.chmod(full, 0o700)
+                    os.rmdir(full)
+                except OSError:
+                    pass
+        os.rmdir(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            pass
+
+
+def _serve(root, namespace):
+    _prctl(_PR_SET_DUMPABLE, 0)
+    if not namespace:
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    counter = 0
+    seccomp = _seccomp_program()
+    # Freezing the heap keeps the children's garbage collector off the inherited objects, which
+    # would otherwise copy-on-write their pages and bill that to every measured run.
+    gc.collect()
+    gc.freeze()
+    _send({"ready": True, "pid": os.getpid()})
+    while True:
+        try:
+            (size,) = _HEADER.unpack(_read_exact(0, _HEADER.size))
+            req = json.loads(_read_exact(0, size))
+            blob = _read_exact(0, req["blob_len"])
+        except EOFError:
+            return
+        req["root"] = root
+        req["namespace"] = namespace
+        req["seccomp"] = seccomp if req.get("no_fork", True) else None
+        source = blob[: req["code_len"]]
+        try:
+            code_obj = compile(source, "main.py", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
+            _send({"compiled": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "runs": []})
+            continue
+        offset = req["code_len"]
+        inputs = []
+        for n in req["input_lens"]:
+            inputs.append(blob[offset : offset + n])
+            offset += n
+        runs, blobs = [], []
+        for _ in range(req["repeats"]):
+            for data in inputs:
+                counter += 1
+                result, out = _run_one(code_obj, data, req, counter)
+                runs.append(result)
+                blobs.append(out)
+                failed = result["exit"] != 0 or result["timeout"] or result["output_limit"]
+                if failed and req["stop_on_error"]:
+                    break
+            else:
+                continue
+            break
+        del code_obj, inputs, blob
+        _send({"compiled": True, "runs": runs}, blobs)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], sys.argv[2] == "ns")

@@ -1,0 +1,101 @@
+"""Settings of the executor: limits, timing and comparison."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+ISOLATION_LEVELS = ("bwrap", "rlimits")
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How candidate programs are run, compared and timed.
+
+    Args:
+        timeout_s: Wall-clock limit of one run on one test, in seconds.
+        cpu_limit_s: CPU-time limit (``RLIMIT_CPU``) of one run; defaults to ``timeout_s`` rounded up.
+        memory_mb: Address-space limit (``RLIMIT_AS``) of one run, in MiB.
+        file_size_mb: Largest file a run may write (``RLIMIT_FSIZE``), in MiB.
+        disk_mb: Size of the sandbox's private tmpfs (bubblewrap level only), in MiB.
+        max_processes: ``RLIMIT_NPROC`` of a run: processes and threads it may create.
+        max_open_files: ``RLIMIT_NOFILE`` of a run.
+        output_limit_bytes: Cap on stdout and on stderr of one run; going over it fails the run.
+        n_trials: Timed repeats over all tests, after one untimed correctness run.
+        margin: A candidate is faster only if ``baseline_time / candidate_time >= margin``.
+        alpha: Significance level of the one-sided Mann-Whitney test that the speed-up must also pass.
+        min_time_diff_s: Smallest difference of median CPU time (summed over tests) that counts as real.
+        float_tol: Absolute tolerance when two output tokens both parse as floats.
+        workers: Parallel sandboxed workers; defaults to the number of usable cores.
+        isolation: ``"auto"`` (the strongest available), ``"bwrap"`` or ``"rlimits"``.
+        cache_size: Verdicts kept in memory for identical (program, tests, baseline) requests.
+
+    Example:
+        ```python
+        >>> from perfrl_trl.execution import ExecutionConfig
+        >>> ExecutionConfig(timeout_s=2.0, n_trials=3).margin
+        1.1
+        ```
+    """
+
+    timeout_s: float = 5.0
+    cpu_limit_s: float | None = None
+    memory_mb: int = 1024
+    file_size_mb: int = 16
+    disk_mb: int = 64
+    max_processes: int = 32
+    max_open_files: int = 64
+    output_limit_bytes: int = 1 << 20
+    n_trials: int = 5
+    margin: float = 1.10
+    alpha: float = 0.05
+    min_time_diff_s: float = 2e-4
+    float_tol: float = 1e-3
+    workers: int | None = None
+    isolation: str = "auto"
+    cache_size: int = 100_000
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        positive = ("timeout_s", "memory_mb", "file_size_mb", "disk_mb", "max_processes", "max_open_files")
+        for name in (*positive, "output_limit_bytes", "n_trials", "margin", "cache_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"ExecutionConfig.{name} must be a positive number, got {value!r}")
+        if self.margin < 1.0:
+            raise ValueError(f"ExecutionConfig.margin must be >= 1.0, got {self.margin!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"ExecutionConfig.alpha must be in (0, 1), got {self.alpha!r}")
+        if self.float_tol < 0 or self.min_time_diff_s < 0:
+            raise ValueError("ExecutionConfig.float_tol and min_time_diff_s must be >= 0")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"ExecutionConfig.workers must be >= 1 or None, got {self.workers!r}")
+        if self.isolation not in ("auto", *ISOLATION_LEVELS):
+            raise ValueError(
+                f"ExecutionConfig.isolation must be 'auto' or one of {ISOLATION_LEVELS}, got {self.isolation!r}"
+            )
+
+    @property
+    def num_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:
+            return max(1, os.cpu_count() or 1)
+
+    def rlimits(self) -> dict[str, int]:
+        cpu = self.cpu_limit_s if self.cpu_limit_s is not None else self.timeout_s
+        return {
+            "RLIMIT_AS": int(self.memory_mb) << 20,
+            "RLIMIT_CPU": max(1, int(cpu + 0.999)),
+            "RLIMIT_FSIZE": int(self.file_size_mb) << 20,
+            "RLIMIT_NOFILE": int(self.max_open_files),
+            "RLIMIT_NPROC": int(self.max_processes),
+            "RLIMIT_CORE": 0,
+        }
+
+    def key(self) -> tuple:
+        """What a cached verdict depends on."""
+        skip = {"workers", "cache_size", "isolation"}
+        return tuple((f.name, repr(getattr(self, f.name))) for f in fields(self) if f.name not in skip)

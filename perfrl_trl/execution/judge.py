@@ -1,0 +1,389 @@
+"""Program + tests (+ baseline) -> a verdict, in parallel over sandboxed workers, with caches."""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from .config import ExecutionConfig
+from .sandbox import SandboxError, WorkerPool, resolve_isolation
+from .timing import decide_faster
+
+logger = logging.getLogger(__name__)
+
+TIER_NAMES = {1: "R1", 2: "R2", 3: "R3", 4: "R4"}
+
+
+def compare_outputs(actual: str, expected: str, float_tol: float = 1e-3) -> bool:
+    """PIE's comparison: ``strip()``, then line by line, each token exact or as floats within ``float_tol``.
+
+    Args:
+        actual: What the program printed.
+        expected: The test's expected output.
+        float_tol: Absolute tolerance for tokens that both parse as floats.
+
+    Example:
+        ```python
+        >>> compare_outputs("3.14159\\n", "3.1416")
+        True
+        >>> compare_outputs("1 2\\n", "1 3")
+        False
+        ```
+    """
+    a_lines = actual.strip().replace("\r\n", "\n").split("\n")
+    e_lines = expected.strip().replace("\r\n", "\n").split("\n")
+    if len(a_lines) != len(e_lines):
+        return False
+    for a_line, e_line in zip(a_lines, e_lines):
+        if a_line.strip() == e_line.strip():
+            continue
+        a_tok, e_tok = a_line.split(), e_line.split()
+        if len(a_tok) != len(e_tok):
+            return False
+        for a, e in zip(a_tok, e_tok):
+            if a == e:
+                continue
+            try:
+                fa, fe = float(a), float(e)
+            except ValueError:
+                return False
+            if not (math.isfinite(fa) and math.isfinite(fe)) or abs(fa - fe) > float_tol:
+                return False
+    return True
+
+
+@dataclass
+class Verdict:
+    """What the executor found out about one program.
+
+    ``tier`` is the reward tier: 1 does not compile, 2 fails (error, timeout, memory, wrong output),
+    3 passes every test, 4 passes and is faster than the baseline by the margin, significantly.
+    ``runtime`` and ``baseline_runtime`` are CPU seconds summed over the tests (median over trials).
+    """
+
+    compiled: bool
+    passed: bool
+    status: str
+    error: str | None = None
+    n_tests: int = 0
+    n_passed: int = 0
+    runtime: float | None = None
+    trials: list[float] = field(default_factory=list)
+    baseline_runtime: float | None = None
+    baseline_trials: list[float] = field(default_factory=list)
+    baseline_status: str | None = None
+    speedup: float | None = None
+    p_value: float | None = None
+    faster: bool = False
+    isolation: str | None = None
+
+    @property
+    def tier(self) -> int:
+        if not self.compiled:
+            return 1
+        if not self.passed:
+            return 2
+        return 4 if self.faster else 3
+
+    @property
+    def tier_name(self) -> str:
+        return TIER_NAMES[self.tier]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tier": self.tier_name}
+
+
+@dataclass(frozen=True)
+class _Timing:
+    passed: bool
+    status: str
+    error: str | None
+    trials: list[float]
+
+
+def validate_tests(tests: object, where: str = "tests") -> list[dict]:
+    """Check the ``[{"input": str, "output": str}, ...]`` shape, naming the offending entry."""
+    if not isinstance(tests, (list, tuple)):
+        raise ValueError(f"{where} must be a list of {{'input', 'output'}} dicts, got {type(tests).__name__}")
+    if not tests:
+        raise ValueError(f"{where} is empty: a program cannot be judged without at least one test")
+    for i, test in enumerate(tests):
+        if not isinstance(test, dict) or "input" not in test or "output" not in test:
+            raise ValueError(f"{where}[{i}] must be a dict with 'input' and 'output', got {test!r:.80}")
+        for key in ("input", "output"):
+            if not isinstance(test[key], str):
+                raise ValueError(f"{where}[{i}][{key!r}] must be a str, got {type(test[key]).__name__}")
+    return list(tests)
+
+
+def _classify(run: dict) -> tuple[str, str]:
+    if run["timeout"]:
+        return "timeout", "wall-clock timeout"
+    if run["output_limit"]:
+        return "output_limit", "output over the limit"
+    code = run["exit"]
+    tail = run.get("stderr", "").strip().splitlines()
+    last = tail[-1][:300] if tail else ""
+    if code == -24:  # SIGXCPU
+        return "timeout", "CPU time limit"
+    if "MemoryError" in last or code == -9:
+        return "memory_limit", last or "killed (memory)"
+    return "runtime_error", last or f"exit status {code}"
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class Executor:
+    """Judges programs against unit tests in a pool of sandboxed workers.
+
+    Args:
+        config: Limits, timing and comparison settings; defaults to :class:`ExecutionConfig`.
+
+    Example:
+        ```python
+        >>> from perfrl_trl.execution import Executor
+        >>> tests = [{"input": "3\\n", "output": "6\\n"}]
+        >>> with Executor() as ex:
+        ...     ex.judge("print(sum(range(int(input()) + 1)))", tests, time_it=False).tier_name
+        'R3'
+        ```
+    """
+
+    def __init__(self, config: ExecutionConfig | None = None):
+        self.config = config or ExecutionConfig()
+        self.isolation = resolve_isolation(self.config.isolation)
+        logger.info("perfrl_trl sandbox isolation level: %s", self.isolation)
+        self._pool = WorkerPool(self.config, self.isolation)
+        self._threads = ThreadPoolExecutor(self.config.num_workers, thread_name_prefix="perfrl-judge")
+        self._lock = threading.Lock()
+        self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
+        self._baselines: dict[str, Future] = {}
+        self.stats = {"runs": 0, "cache_hits": 0, "sandbox_errors": 0}
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        self._pool.close()
+
+    # -- one request on one worker ----------------------------------------------------------------
+    def _run(self, code: str, inputs: list[str], repeats: int) -> dict:
+        worker = self._pool.acquire()
+        try:
+            return worker.run(code, inputs, repeats=repeats)
+        finally:
+            self._pool.release(worker)
+
+    def _check(self, code: str, tests: list[dict]) -> tuple[bool, bool, str, str | None, int]:
+        """The untimed correctness run: (compiled, passed, status, error, tests passed)."""
+        reply = self._run(code, [t["input"] for t in tests], repeats=1)
+        if not reply["compiled"]:
+            return False, False, "compile_error", reply.get("error"), 0
+        n_ok = 0
+        for run, test in zip(reply["runs"], tests):
+            if run["exit"] != 0 or run["timeout"] or run["output_limit"]:
+                return True, False, *_classify(run), n_ok
+            if not compare_outputs(run["stdout"], test["output"], self.config.float_tol):
+                return True, False, "wrong_answer", f"wrong output on test {n_ok}", n_ok
+            n_ok += 1
+        return True, True, "passed", None, n_ok
+
+    def _time(self, code: str, tests: list[dict]) -> list[float]:
+        inputs = [t["input"] for t in tests]
+        reply = self._run(code, inputs, repeats=self.config.n_trials)
+        runs = reply["runs"]
+        if len(runs) != len(inputs) * self.config.n_trials:
+            raise SandboxError("a timed run failed after the correctness run had passed")
+        per_test = len(inputs)
+        return [sum(r["cpu"] for r in runs[i : i + per_test]) for i in range(0, len(runs), per_test)]
+
+    def _time_paired(self, code: str, baseline: str, tests: list[dict]) -> tuple[list[float], list[float]]:
+        """Alternate candidate and baseline trials on one worker, so drift hits both alike."""
+        inputs = [t["input"] for t in tests]
+        cand, base = [], []
+        worker = self._pool.acquire()
+        try:
+            for _ in range(self.config.n_trials):
+                for program, out in ((code, cand), (baseline, base)):
+                    runs = worker.run(program, inputs, repeats=1)["runs"]
+                    if len(runs) != len(inputs) or any(r["exit"] != 0 or r["timeout"] for r in runs):
+                        raise SandboxError("a timed run failed after the correctness run had passed")
+                    out.append(sum(r["cpu"] for r in runs))
+        finally:
+            self._pool.release(worker)
+        return cand, base
+
+    def _baseline(self, baseline: str, tests: list[dict]) -> _Timing:
+        """Time the baseline once per (program, tests) and share the measurement (thread-safe)."""
+        key = _digest("baseline", baseline, tests, self.config.key())
+        with self._lock:
+            fut = self._baselines.get(key)
+            owner = fut is None
+            if owner:
+                fut = self._baselines[key] = Future()
+        if not owner:
+            return fut.result()
+        try:
+            _, passed, status, error, _ = self._check(baseline, tests)
+            trials = self._time(baseline, tests) if passed else []
+            timing = _Timing(passed, status, error, trials)
+        except SandboxError as exc:
+            timing = _Timing(False, "sandbox_error", str(exc), [])
+            with self._lock:
+                del self._baselines[key]  # a crash is not a property of the baseline: retry next time
+        fut.set_result(timing)
+        return timing
+
+    # -- public API -----------------------------------------------------------------------------------
+    def judge(
+        self, program: str, tests: Sequence[dict], baseline: str | None = None, time_it: bool = True
+    ) -> Verdict:
+        """Run ``program`` on ``tests`` and, if it passes and a baseline is given, time both.
+
+        Args:
+            program: Python source that reads stdin and writes stdout.
+            tests: ``[{"input": str, "output": str}, ...]``, at least one.
+            baseline: The slow program to compare against (timed once and cached).
+            time_it: Whether to time a passing program (needed for a speed-up and for R4).
+
+        Returns:
+            A :class:`Verdict`. A program that crashes the sandbox gets ``status="sandbox_error"`` (R2);
+            this method never raises for anything the program does.
+        """
+        tests = validate_tests(tests)
+        if not isinstance(program, str):
+            raise ValueError(f"program must be a str, got {type(program).__name__}")
+        key = _digest(program, tests, baseline, time_it, self.config.key())
+        with self._lock:
+            cached = self._verdicts.get(key)
+            if cached is not None:
+                self._verdicts.move_to_end(key)
+                self.stats["cache_hits"] += 1
+                return cached
+        verdict = self._judge_uncached(program, tests, baseline, time_it)
+        with self._lock:
+            self.stats["runs"] += 1
+            if verdict.status != "sandbox_error":
+                self._verdicts[key] = verdict
+                while len(self._verdicts) > self.config.cache_size:
+                    self._verdicts.popitem(last=False)
+        return verdict
+
+    def _judge_uncached(
+        self, program: str, tests: list[dict], baseline: str | None, time_it: bool
+    ) -> Verdict:
+        try:
+            compiled, passed, status, error, n_ok = self._check(program, tests)
+        except SandboxError as exc:
+            with self._lock:
+                self.stats["sandbox_errors"] += 1
+            logger.warning("candidate crashed the sandbox (scored as a failure): %s", exc)
+            return Verdict(True, False, "sandbox_error", str(exc), len(tests), 0, isolation=self.isolation)
+        verdict = Verdict(compiled, passed, status, error, len(tests), n_ok, isolation=self.isolation)
+        if not (passed and time_it):
+            return verdict
+        try:
+            verdict.trials = self._time(program, tests)
+        except SandboxError as exc:
+            # It passed once but failed while being timed (flaky or hostile): a pass, never "faster".
+            verdict.error = f"timing failed: {exc}"
+            return verdict
+        verdict.runtime = sorted(verdict.trials)[len(verdict.trials) // 2]
+        if baseline is None:
+            return verdict
+        base = self._baseline(baseline, tests)
+        verdict.baseline_status = base.status
+        if not base.passed:
+            return verdict
+        verdict.baseline_trials = base.trials
+        verdict.baseline_runtime = sorted(base.trials)[len(base.trials) // 2]
+        cfg = self.config
+        decision = decide_faster(verdict.trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
+        if decision.faster:
+            # The cached baseline was timed earlier, under whatever load the machine had then; an
+            # apparent win is only confirmed on trials of both programs interleaved on one worker.
+            try:
+                cand_trials, base_trials = self._time_paired(program, baseline, tests)
+            except SandboxError as exc:
+                verdict.error = f"timing failed: {exc}"
+                return verdict
+            decision = decide_faster(cand_trials, base_trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
+            verdict.trials, verdict.baseline_trials = cand_trials, base_trials
+            verdict.runtime = sorted(cand_trials)[len(cand_trials) // 2]
+            verdict.baseline_runtime = sorted(base_trials)[len(base_trials) // 2]
+        verdict.speedup, verdict.faster, verdict.p_value = decision.speedup, decision.faster, decision.p_value
+        return verdict
+
+    def submit(
+        self, program: str, tests: Sequence[dict], baseline: str | None = None, time_it: bool = True
+    ) -> Future:
+        """Like :meth:`judge`, but returns at once with a ``Future`` (lets scoring overlap generation)."""
+        tests = validate_tests(tests)
+        return self._threads.submit(self.judge, program, tests, baseline, time_it)
+
+    def judge_many(
+        self,
+        jobs: Iterable[tuple[str, Sequence[dict], str | None]],
+        time_it: bool = True,
+        progress: bool | str = False,
+    ) -> list[Verdict]:
+        """Judge many ``(program, tests, baseline)`` triples in parallel; results keep the input order.
+
+        Args:
+            jobs: Triples of program, tests and baseline (``None`` for no timing comparison).
+            time_it: Whether to time passing programs.
+            progress: Show a tqdm bar (a string is used as its description).
+        """
+        jobs = list(jobs)
+        for i, job in enumerate(jobs):
+            validate_tests(job[1], where=f"jobs[{i}].tests")
+        futures = [self._threads.submit(self.judge, p, t, b, time_it) for p, t, b in jobs]
+        if progress:
+            from tqdm.auto import tqdm
+
+            desc = progress if isinstance(progress, str) else "judging"
+            with tqdm(total=len(futures), desc=desc) as bar:
+                for fut in futures:
+                    fut.add_done_callback(lambda _: bar.update(1))
+                return [f.result() for f in futures]
+        return [f.result() for f in futures]
+
+
+_default: Executor | None = None
+_default_lock = threading.Lock()
+
+
+def get_executor(config: ExecutionConfig | None = None) -> Executor:
+    """A process-wide executor, started on first use and closed at exit.
+
+    Args:
+        config: Used only when the shared executor is first created; a different config later gets a
+            new shared executor (the old one is closed).
+    """
+    global _default
+    with _default_lock:
+        if _default is None or (config is not None and config != _default.config):
+            if _default is not None:
+                _default.close()
+            _default = Executor(config)
+        return _default
+
+
+@atexit.register
+def _close_default() -> None:
+    if _default is not None:
+        _default.close()
