@@ -1,0 +1,115 @@
+"""Scoring candidates with TRL-style reward functions (the "score" step of Figure 1).
+
+The unit-test reward runs in the sandbox in background threads: candidates are submitted as soon as
+they are generated, so execution overlaps the generation of the next ones. Any other reward callable
+is called once all candidates exist. A reward that raises, or returns ``None``, costs only the
+candidates concerned their reward (the R2 value), with a warning; it never stops training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from ..rewards import UnitTestRewardFunction
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PendingScores:
+    """Candidates of a batch as they are generated, with the sandbox work already under way."""
+
+    prompts: list[str] = field(default_factory=list)
+    completions: list[str] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    futures: dict[int, list[Future | None]] = field(default_factory=dict)
+
+
+class CandidateScorer:
+    """Weighted sum of reward functions over candidates, with unit-test rewards started early.
+
+    Args:
+        reward_funcs: TRL-style callables ``f(prompts, completions, **columns) -> list[float | None]``.
+        weights: One weight per reward function.
+        failure_value: The reward given to a candidate whose reward computation failed (R2 by default).
+    """
+
+    def __init__(self, reward_funcs: Sequence[Callable], weights: Sequence[float], failure_value: float):
+        if len(weights) != len(reward_funcs):
+            raise ValueError(f"got {len(weights)} reward weights for {len(reward_funcs)} reward functions")
+        self.reward_funcs, self.weights, self.failure_value = list(reward_funcs), list(weights), failure_value
+
+    @property
+    def unit_test_reward(self) -> UnitTestRewardFunction | None:
+        return next((f for f in self.reward_funcs if isinstance(f, UnitTestRewardFunction)), None)
+
+    def start(self) -> PendingScores:
+        return PendingScores(futures={i: [] for i in range(len(self.reward_funcs))})
+
+    def add(self, pending: PendingScores, prompts: list[str], completions: list[str], rows: list[int], columns: dict):
+        """Register candidates (``rows`` index into ``columns``) and start their sandbox runs."""
+        pending.prompts += prompts
+        pending.completions += completions
+        pending.rows += rows
+        for i, func in enumerate(self.reward_funcs):
+            if isinstance(func, UnitTestRewardFunction):
+                try:
+                    tests = [columns[func.tests_column][r] for r in rows]
+                    baselines = columns.get(func.baseline_column)
+                    base = [baselines[r] for r in rows] if baselines is not None else None
+                    pending.futures[i] += func.submit(completions, tests, base)
+                except (KeyError, ValueError, TypeError) as exc:
+                    raise ValueError(f"cannot score candidates with {func.__name__}: {exc}") from exc
+
+    def finish(self, pending: PendingScores, columns: dict) -> tuple[list[float], list]:
+        """Wait for the rewards; returns the weighted rewards and the unit-test verdicts (or ``None``s)."""
+        n = len(pending.completions)
+        total = [0.0] * n
+        verdicts: list = [None] * n
+        for i, (func, weight) in enumerate(zip(self.reward_funcs, self.weights)):
+            values = self._values(i, func, pending, columns)
+            if pending.futures[i]:
+                verdicts = [_result(f) for f in pending.futures[i]]
+            for j, value in enumerate(values):
+                total[j] += weight * value
+        return total, verdicts
+
+    def _values(self, i: int, func: Callable, pending: PendingScores, columns: dict) -> list[float]:
+        name = getattr(func, "__name__", type(func).__name__)
+        if pending.futures[i]:
+            out = []
+            for fut in pending.futures[i]:
+                verdict = _result(fut)
+                if verdict is None:
+                    out.append(self.failure_value)
+                else:
+                    out.append(func.reward_of(verdict))
+            return out
+        cols = {k: [v[r] for r in pending.rows] for k, v in columns.items()}
+        try:
+            values = list(func(prompts=pending.prompts, completions=pending.completions, **cols))
+            if len(values) != len(pending.completions):
+                raise ValueError(f"returned {len(values)} values for {len(pending.completions)} completions")
+        except Exception as exc:
+            logger.warning("reward %s failed on a batch (%s); scoring its candidates one by one", name, exc)
+            values = []
+            for j in range(len(pending.completions)):
+                try:
+                    one = {k: [v[j]] for k, v in cols.items()}
+                    values.append(func(prompts=[pending.prompts[j]], completions=[pending.completions[j]], **one)[0])
+                except Exception as exc_one:
+                    logger.warning("reward %s failed on a candidate, which gets the R2 value: %s", name, exc_one)
+                    values.append(None)
+        return [self.failure_value if v is None or not math.isfinite(float(v)) else float(v) for v in values]
+
+
+def _result(fut: Future):
+    try:
+        return fut.result()
+    except Exception as exc:  # the executor never raises for a program; this is a bug or a bad row
+        logger.warning("scoring a candidate failed, which gets the R2 value: %s", exc)
+        return None

@@ -1,0 +1,359 @@
+"""``RRHFTrainer``: PerfRL's RL step, read as the paper's Figure 1: generate, score, rank, update."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object
+from datasets import Dataset
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+from ..collator import RRHFCandidateCollator
+from ..execution import ExecutionConfig
+from ..loss import SourceKind, count_best_tokens, rrhf_loss, shift_labels
+from ..metrics.arithmetic import aggregate
+from ..metrics.scoring import score_programs
+from ..models import load_model_and_tokenizer, prepare_tokenizer
+from ..rewards import UnitTestRewardFunction
+from .config import RRHFConfig
+from .generation import generate_completions, sampling_config, tokenize_prompts
+from .model_card import write_model_card
+from .scoring import CandidateScorer
+
+logger = logging.getLogger(__name__)
+
+
+def is_degenerate(text: str, truncated: bool, repeats: int = 4) -> bool:
+    """A program that hit the token limit, or ends by repeating one line ``repeats`` times."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return truncated or (len(lines) >= repeats and len(set(lines[-repeats:])) == 1)
+
+
+class RRHFTrainer(Trainer):
+    """Trains a code model with RRHF on candidates ranked by running them against unit tests.
+
+    Each step follows PerfRL's Figure 1: **generate** random samples and greedy decodes with the current
+    policy (plus the dataset's target), **score** every candidate in the sandbox, **rank** them with the
+    RRHF loss, and **update**. Works with seq2seq (T5/CodeT5) and decoder-only models.
+
+    Args:
+        model: A model id/folder or a ``PreTrainedModel``.
+        args: An :class:`RRHFConfig`.
+        train_dataset: Rows with ``prompt``, ``target_code`` (when ``include_target``) and the reward's
+            columns (``tests`` and ``input_code`` for the default unit-test reward).
+        eval_dataset: The same shape, used for beam-search evaluation (%OPT, SP, RTR, rates).
+        processing_class: The tokenizer; by default loaded from the model's folder.
+        reward_funcs: One TRL-style reward callable or a list; defaults to :class:`UnitTestRewardFunction`
+            with the config's tier values. Weights come from ``args.reward_weights``.
+        peft_config: A ``peft`` config to train adapters instead of the full model.
+
+    Example:
+        ```python
+        from perfrl_trl import RRHFConfig, RRHFTrainer
+        from perfrl_trl.data import build_benchmark
+
+        data = build_benchmark(n_per_family=4)
+        trainer = RRHFTrainer("path/to/sft-model", args=RRHFConfig("out"), train_dataset=data["train"])
+        trainer.train()
+        ```
+    """
+
+    _tag_names = ["trl", "rrhf", "perfrl", "code-optimization"]
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        args: RRHFConfig | None = None,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        reward_funcs: Callable | Sequence[Callable] | None = None,
+        peft_config: Any | None = None,
+        callbacks: list | None = None,
+        optimizers: tuple = (None, None),
+    ):
+        args = args or RRHFConfig(output_dir="rrhf-output")
+        if isinstance(model, (str, os.PathLike)):
+            model, tokenizer = load_model_and_tokenizer(model)
+            processing_class = processing_class or tokenizer
+        if processing_class is None:
+            from ..models import load_tokenizer
+
+            processing_class = load_tokenizer(model.name_or_path)
+        self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
+        prepare_tokenizer(processing_class, self.is_encoder_decoder)
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+
+        if reward_funcs is None:
+            execution = ExecutionConfig(
+                timeout_s=args.execution_timeout_s,
+                n_trials=args.execution_n_trials,
+                workers=args.execution_workers,
+                margin=args.speedup_margin,
+                **(args.execution_kwargs or {}),
+            )
+            reward_funcs = [UnitTestRewardFunction(values=self._tier_values(args), execution_config=execution)]
+        elif callable(reward_funcs):
+            reward_funcs = [reward_funcs]
+        weights = args.reward_weights or [1.0] * len(reward_funcs)
+        self.scorer = CandidateScorer(reward_funcs, weights, failure_value=args.reward_r2)
+        for name, data in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+            self._check_columns(name, data, args)
+
+        self.candidate_collator = RRHFCandidateCollator.from_tokenizer(
+            processing_class,
+            is_encoder_decoder=self.is_encoder_decoder,
+            max_prompt_length=args.max_prompt_length,
+            max_completion_length=args.max_completion_length,
+        )
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=_keep_rows,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        # The loss is normalised over the whole accumulated batch (see get_batch_samples).
+        self.loss_is_scaled_for_ga = True
+        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(self._tag_names)
+        base = GenerationConfig(
+            max_new_tokens=args.max_completion_length,
+            pad_token_id=processing_class.pad_token_id,
+            eos_token_id=processing_class.eos_token_id,
+            decoder_start_token_id=getattr(self.model.config, "decoder_start_token_id", None),
+            repetition_penalty=args.repetition_penalty,
+            no_repeat_ngram_size=args.no_repeat_ngram_size,
+            **(args.generation_kwargs or {}),
+        )
+        self.sample_config = sampling_config(base, do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+        self.greedy_config = sampling_config(base, do_sample=False)
+        self.beam_config = sampling_config(base, do_sample=False, num_beams=args.eval_num_beams)
+
+    @staticmethod
+    def _tier_values(args: RRHFConfig) -> tuple[float, float, float, float]:
+        return (args.reward_r1, args.reward_r2, args.reward_r3, args.reward_r4)
+
+    def _check_columns(self, name: str, data: Dataset | None, args: RRHFConfig) -> None:
+        if data is None or not hasattr(data, "column_names"):
+            return
+        needed = {"prompt"} | ({"target_code"} if args.include_target else set())
+        reward = self.scorer.unit_test_reward
+        if reward is not None:
+            needed |= {reward.tests_column, reward.baseline_column}
+        missing = sorted(needed - set(data.column_names))
+        if missing:
+            raise ValueError(f"{name} is missing the column(s) {missing}; it has {data.column_names}")
+
+    # -- step 1 and 2: generate and score ------------------------------------------------------------
+    def _generate_and_score(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        args, tok = self.args, self.processing_class
+        model = self.accelerator.unwrap_model(self.model)
+        columns = {k: [row[k] for row in rows] for k in rows[0]}
+        prompts = columns["prompt"]
+        candidates: list[list[tuple[list[int], str, int, bool]]] = [[] for _ in rows]
+        pending = self.scorer.start()
+
+        def add(index: int, ids: list[int], text: str, source: SourceKind, truncated: bool) -> None:
+            candidates[index].append((ids, text, int(source), truncated))
+            self.scorer.add(pending, [prompts[index]], [text], [index], columns)
+
+        # The targets' sandbox runs start first (and are cached after the first epoch).
+        if args.include_target:
+            for i, code in enumerate(columns["target_code"]):
+                add(i, tok(code, add_special_tokens=False)["input_ids"], code, SourceKind.TARGET, False)
+        chunk = args.generation_batch_size
+        for start in range(0, len(rows), chunk):
+            inputs = tokenize_prompts(tok, prompts[start : start + chunk], args.max_prompt_length, self.accelerator.device)
+            for config, k, source in (
+                (self.greedy_config, args.num_greedy_samples, SourceKind.GREEDY),
+                (self.sample_config, args.num_random_samples, SourceKind.RANDOM),
+            ):
+                for offset, group in enumerate(generate_completions(model, tok, inputs, config, k)):
+                    for c in group:
+                        add(start + offset, c.ids, c.text, source, c.truncated)
+        rewards, verdicts = self.scorer.finish(pending, columns)
+        self._log_candidates(candidates, rewards, verdicts)
+
+        examples, flat = [], iter(rewards)
+        for i, group in enumerate(candidates):
+            prompt_ids = tok(prompts[i], truncation=args.max_prompt_length is not None, max_length=args.max_prompt_length)["input_ids"]
+            examples.append(
+                {
+                    "prompt_ids": prompt_ids,
+                    "candidates": [
+                        {"completion_ids": ids, "reward": next(flat), "source": src, "truncated": trunc}
+                        for ids, _, src, trunc in group
+                    ],
+                }
+            )
+        return self.candidate_collator(examples)
+
+    def _log_candidates(self, candidates, rewards: list[float], verdicts: list) -> None:
+        """The paper's Fig. 2 (right): compile, pass and optimisation rates of the generated candidates."""
+        flat = [c for group in candidates for c in group]
+        generated = [j for j, c in enumerate(flat) if c[2] != SourceKind.TARGET]
+        stats = torch.zeros(6, dtype=torch.float64)
+        for j in generated:
+            _, text, _, truncated = flat[j]
+            tier = verdicts[j].tier if verdicts[j] is not None else 2
+            stats += torch.tensor([1, tier >= 2, tier >= 3, tier == 4, truncated, is_degenerate(text, truncated)], dtype=torch.float64)
+        stats = self.accelerator.reduce(stats.to(self.accelerator.device), reduction="sum").cpu()
+        reward_t = self.accelerator.gather(torch.tensor(rewards, device=self.accelerator.device)).float()
+        m = self._metrics["train"]
+        m["reward"].append(reward_t.mean().item())
+        m["reward_std"].append(reward_t.std().item() if reward_t.numel() > 1 else 0.0)
+        n = max(stats[0].item(), 1.0)
+        for k, name in enumerate(("compile_rate", "pass_rate", "opt_rate", "truncation_rate", "degenerate_rate"), 1):
+            m[f"candidates/{name}"].append(stats[k].item() / n)
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        """Generate and score every micro-batch of the accumulation step up front, so the tuning loss is
+        normalised by the best-candidate tokens of the whole step (exact under gradient accumulation)."""
+        raw, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        batches = [self._generate_and_score(rows) for rows in raw]
+        counts = torch.tensor(
+            [
+                [
+                    count_best_tokens(
+                        self._loss_labels(b["labels"]), b["rewards"], b["sources"], b["group_ids"],
+                        priority=self.args.tie_priority,
+                    ),
+                    int(b["group_ids"].max()) + 1,
+                ]
+                for b in batches
+            ],
+            dtype=torch.long,
+            device=device,
+        ).sum(0)
+        if self.args.world_size > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        for b in batches:
+            b["num_groups_in_batch"] = counts[1]
+        return batches, counts[0]
+
+    def _loss_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return labels if self.is_encoder_decoder else shift_labels(labels)
+
+    def _prepare_inputs(self, inputs):
+        if isinstance(inputs, list):  # rows straight from the dataloader (e.g. prediction_step)
+            inputs = self._generate_and_score(inputs)
+        return super()._prepare_inputs(inputs)
+
+    # -- step 3 and 4: rank and update ----------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """``L = a·L_rank + L_tuning`` over all candidates of the batch, from one forward pass."""
+        rewards, sources, group_ids = inputs.pop("rewards"), inputs.pop("sources"), inputs.pop("group_ids")
+        num_groups = inputs.pop("num_groups_in_batch", None)
+        labels = inputs.pop("labels")
+        if self.is_encoder_decoder:
+            decoder_input_ids = self.accelerator.unwrap_model(model).prepare_decoder_input_ids_from_labels(labels=labels)
+            outputs = model(**inputs, decoder_input_ids=decoder_input_ids)
+        else:
+            outputs = model(**inputs)
+        args = self.args
+        out = rrhf_loss(
+            outputs.logits,
+            self._loss_labels(labels),
+            rewards,
+            sources,
+            group_ids,
+            rank_weight=args.rank_loss_weight,
+            length_normalize=args.length_normalize,
+            length_penalty=args.length_penalty,
+            priority=args.tie_priority,
+            num_items_in_batch=num_items_in_batch,
+            num_groups_in_batch=num_groups,
+            rank_margin=args.rank_margin,
+            rank_on_differing_tokens=args.rank_on_differing_tokens,
+        )
+        loss = out.loss
+        if args.world_size > 1 and num_items_in_batch is not None:
+            # Normalised by global counts, while DDP averages gradients over ranks: undo the average.
+            loss = loss * self.accelerator.num_processes
+        mode = "train" if model.training else "eval"
+        self._metrics[mode]["rank_loss"].append(self.accelerator.gather(out.rank_loss.detach()).mean().item())
+        self._metrics[mode]["tuning_loss"].append(self.accelerator.gather(out.tuning_loss.detach()).mean().item())
+        if int(out.num_pairs):
+            self._metrics[mode]["rank_accuracy"].append(out.rank_accuracy)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        metrics = {k: sum(v) / len(v) for k, v in self._metrics[mode].items() if v}
+        if mode == "eval":
+            metrics = {f"eval_{k}": v for k, v in metrics.items()}
+        super().log({**logs, **metrics}, start_time)
+        self._metrics[mode].clear()
+
+    # -- evaluation: beam search, best of the returned beams, scored in the sandbox -------------------
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Beam search (``eval_num_beams``), keep ``eval_num_return_sequences`` programs per prompt, score
+        the best of them: %OPT, SP, RTR, compile and pass rates (shared with ``perfrl/speedup``)."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("RRHFTrainer.evaluate needs an eval_dataset")
+        was_training = self.model.training
+        self.model.eval()  # so that log() files these metrics under eval, not the running train ones
+        predictions, truncated = self.generate_programs(dataset)
+        reward = self.scorer.unit_test_reward or UnitTestRewardFunction(values=self._tier_values(self.args))
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        mine = list(range(rank, len(dataset), world))
+        results = score_programs(
+            predictions,
+            [dataset[i][reward.baseline_column] for i in mine],
+            [dataset[i][reward.tests_column] for i in mine],
+            margin=self.args.speedup_margin,
+            executor=reward.executor,
+        )
+        results = gather_object(results)
+        truncated = gather_object(truncated)
+        summary = aggregate(results, margin=self.args.speedup_margin, n_bootstrap=0)
+        metrics = {
+            f"{metric_key_prefix}_{k}": float(v)
+            for k, v in summary.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
+        }
+        metrics[f"{metric_key_prefix}_truncation_rate"] = sum(truncated) / max(len(truncated), 1)
+        self.log(metrics)
+        self.model.train(was_training)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    @torch.no_grad()
+    def generate_programs(self, dataset: Dataset) -> tuple[list[list[str]], list[bool]]:
+        """This rank's share of ``dataset``: beam-searched programs per prompt, and truncation flags."""
+        args, tok = self.args, self.processing_class
+        model = self.accelerator.unwrap_model(self.model)
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        prompts = [dataset[i]["prompt"] for i in range(rank, len(dataset), world)]
+        programs, truncated = [], []
+        for start in range(0, len(prompts), args.generation_batch_size):
+            inputs = tokenize_prompts(tok, prompts[start : start + args.generation_batch_size], args.max_prompt_length, self.accelerator.device)
+            for group in generate_completions(model, tok, inputs, self.beam_config, args.eval_num_return_sequences):
+                programs.append([c.text for c in group])
+                truncated += [c.truncated for c in group]
+        return programs, truncated
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None, **kwargs) -> None:
+        """Write ``README.md`` in ``output_dir``: PerfRL and RRHF, citations, tags and the final metrics."""
+        if not self.is_world_process_zero():
+            return
+        write_model_card(self, model_name=model_name, dataset_name=dataset_name, tags=tags)
+
+
+def _keep_rows(rows: list[dict]) -> list[dict]:
+    """The dataloader hands rows through untouched: candidates are generated per step."""
+    return rows
