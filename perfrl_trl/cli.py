@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rewrite the cached module even if present")
     p.set_defaults(func=cmd_register_metrics)
 
+    from .cli_optimize import add_optimize_parser
+
+    add_optimize_parser(sub)
     return parser
 
 

@@ -78,9 +78,8 @@ def generate_completions(
     was_training = model.training
     model.eval()
     try:
-        sequences = model.generate(
-            **prompt_inputs, generation_config=generation_config, num_return_sequences=num_return_sequences
-        )
+        config = sampling_config(generation_config, num_return_sequences=num_return_sequences)
+        sequences = model.generate(**prompt_inputs, generation_config=config)
     finally:
         model.train(was_training)
     if model.config.is_encoder_decoder:
@@ -94,5 +93,4 @@ def generate_completions(
 
 def sampling_config(base: GenerationConfig, **changes) -> GenerationConfig:
     """A copy of ``base`` with ``changes`` applied (generation configs are mutable and shared)."""
-    config = GenerationConfig.from_dict({**base.to_dict(), **changes})
-    return config
+    return GenerationConfig.from_dict({**base.to_dict(), **changes})

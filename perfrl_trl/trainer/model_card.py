@@ -82,7 +82,9 @@ def _final_metrics(trainer: RRHFTrainer) -> dict[str, float]:
     found: dict[str, float] = {}
     for entry in trainer.state.log_history:
         for key, value in entry.items():
-            if isinstance(value, (int, float)) and (key.startswith("eval_") or key in ("reward", "train_loss")):
+            if isinstance(value, (int, float)) and (
+                key.startswith("eval_") or key in ("reward", "train_loss")
+            ):
                 found[key] = value
     return found
 

@@ -50,7 +50,14 @@ class CandidateScorer:
     def start(self) -> PendingScores:
         return PendingScores(futures={i: [] for i in range(len(self.reward_funcs))})
 
-    def add(self, pending: PendingScores, prompts: list[str], completions: list[str], rows: list[int], columns: dict):
+    def add(
+        self,
+        pending: PendingScores,
+        prompts: list[str],
+        completions: list[str],
+        rows: list[int],
+        columns: dict,
+    ):
         """Register candidates (``rows`` index into ``columns``) and start their sandbox runs."""
         pending.prompts += prompts
         pending.completions += completions
@@ -100,9 +107,13 @@ class CandidateScorer:
             for j in range(len(pending.completions)):
                 try:
                     one = {k: [v[j]] for k, v in cols.items()}
-                    values.append(func(prompts=[pending.prompts[j]], completions=[pending.completions[j]], **one)[0])
+                    values.append(
+                        func(prompts=[pending.prompts[j]], completions=[pending.completions[j]], **one)[0]
+                    )
                 except Exception as exc_one:
-                    logger.warning("reward %s failed on a candidate, which gets the R2 value: %s", name, exc_one)
+                    logger.warning(
+                        "reward %s failed on a candidate, which gets the R2 value: %s", name, exc_one
+                    )
                     values.append(None)
         return [self.failure_value if v is None or not math.isfinite(float(v)) else float(v) for v in values]
 

@@ -63,7 +63,7 @@ class RRHFTrainer(Trainer):
         ```
     """
 
-    _tag_names = ["trl", "rrhf", "perfrl", "code-optimization"]
+    _tag_names: tuple[str, ...] = ("trl", "rrhf", "perfrl", "code-optimization")
 
     def __init__(
         self,
@@ -100,7 +100,9 @@ class RRHFTrainer(Trainer):
                 margin=args.speedup_margin,
                 **(args.execution_kwargs or {}),
             )
-            reward_funcs = [UnitTestRewardFunction(values=self._tier_values(args), execution_config=execution)]
+            reward_funcs = [
+                UnitTestRewardFunction(values=self._tier_values(args), execution_config=execution)
+            ]
         elif callable(reward_funcs):
             reward_funcs = [reward_funcs]
         weights = args.reward_weights or [1.0] * len(reward_funcs)
@@ -124,11 +126,19 @@ class RRHFTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        if self.args.device.type == "cpu":
+            cores = (
+                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            )
+            torch.set_num_threads(args.cpu_threads or max(1, cores // 2))
         # The loss is normalised over the whole accumulated batch (see get_batch_samples).
         self.loss_is_scaled_for_ga = True
-        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._metrics: dict[str, dict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
         if hasattr(self.model, "add_model_tags"):
-            self.model.add_model_tags(self._tag_names)
+            self.model.add_model_tags(list(self._tag_names))
         base = GenerationConfig(
             max_new_tokens=args.max_completion_length,
             pad_token_id=processing_class.pad_token_id,
@@ -138,7 +148,9 @@ class RRHFTrainer(Trainer):
             no_repeat_ngram_size=args.no_repeat_ngram_size,
             **(args.generation_kwargs or {}),
         )
-        self.sample_config = sampling_config(base, do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+        self.sample_config = sampling_config(
+            base, do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p
+        )
         self.greedy_config = sampling_config(base, do_sample=False)
         self.beam_config = sampling_config(base, do_sample=False, num_beams=args.eval_num_beams)
 
@@ -163,11 +175,12 @@ class RRHFTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         columns = {k: [row[k] for row in rows] for k in rows[0]}
         prompts = columns["prompt"]
-        candidates: list[list[tuple[list[int], str, int, bool]]] = [[] for _ in rows]
+        # Per prompt: (token ids, text, source, truncated, position in the scorer's submission order).
+        candidates: list[list[tuple[list[int], str, int, bool, int]]] = [[] for _ in rows]
         pending = self.scorer.start()
 
         def add(index: int, ids: list[int], text: str, source: SourceKind, truncated: bool) -> None:
-            candidates[index].append((ids, text, int(source), truncated))
+            candidates[index].append((ids, text, int(source), truncated, len(pending.completions)))
             self.scorer.add(pending, [prompts[index]], [text], [index], columns)
 
         # The targets' sandbox runs start first (and are cached after the first epoch).
@@ -176,7 +189,9 @@ class RRHFTrainer(Trainer):
                 add(i, tok(code, add_special_tokens=False)["input_ids"], code, SourceKind.TARGET, False)
         chunk = args.generation_batch_size
         for start in range(0, len(rows), chunk):
-            inputs = tokenize_prompts(tok, prompts[start : start + chunk], args.max_prompt_length, self.accelerator.device)
+            inputs = tokenize_prompts(
+                tok, prompts[start : start + chunk], args.max_prompt_length, self.accelerator.device
+            )
             for config, k, source in (
                 (self.greedy_config, args.num_greedy_samples, SourceKind.GREEDY),
                 (self.sample_config, args.num_random_samples, SourceKind.RANDOM),
@@ -187,15 +202,17 @@ class RRHFTrainer(Trainer):
         rewards, verdicts = self.scorer.finish(pending, columns)
         self._log_candidates(candidates, rewards, verdicts)
 
-        examples, flat = [], iter(rewards)
+        examples = []
         for i, group in enumerate(candidates):
-            prompt_ids = tok(prompts[i], truncation=args.max_prompt_length is not None, max_length=args.max_prompt_length)["input_ids"]
+            prompt_ids = tok(
+                prompts[i], truncation=args.max_prompt_length is not None, max_length=args.max_prompt_length
+            )["input_ids"]
             examples.append(
                 {
                     "prompt_ids": prompt_ids,
                     "candidates": [
-                        {"completion_ids": ids, "reward": next(flat), "source": src, "truncated": trunc}
-                        for ids, _, src, trunc in group
+                        {"completion_ids": ids, "reward": rewards[j], "source": src, "truncated": trunc}
+                        for ids, _, src, trunc, j in group
                     ],
                 }
             )
@@ -203,20 +220,23 @@ class RRHFTrainer(Trainer):
 
     def _log_candidates(self, candidates, rewards: list[float], verdicts: list) -> None:
         """The paper's Fig. 2 (right): compile, pass and optimisation rates of the generated candidates."""
-        flat = [c for group in candidates for c in group]
-        generated = [j for j, c in enumerate(flat) if c[2] != SourceKind.TARGET]
+        generated = [c for group in candidates for c in group if c[2] != SourceKind.TARGET]
         stats = torch.zeros(6, dtype=torch.float64)
-        for j in generated:
-            _, text, _, truncated = flat[j]
+        for _, text, _, truncated, j in generated:
             tier = verdicts[j].tier if verdicts[j] is not None else 2
-            stats += torch.tensor([1, tier >= 2, tier >= 3, tier == 4, truncated, is_degenerate(text, truncated)], dtype=torch.float64)
+            stats += torch.tensor(
+                [1, tier >= 2, tier >= 3, tier == 4, truncated, is_degenerate(text, truncated)],
+                dtype=torch.float64,
+            )
         stats = self.accelerator.reduce(stats.to(self.accelerator.device), reduction="sum").cpu()
         reward_t = self.accelerator.gather(torch.tensor(rewards, device=self.accelerator.device)).float()
         m = self._metrics["train"]
         m["reward"].append(reward_t.mean().item())
         m["reward_std"].append(reward_t.std().item() if reward_t.numel() > 1 else 0.0)
         n = max(stats[0].item(), 1.0)
-        for k, name in enumerate(("compile_rate", "pass_rate", "opt_rate", "truncation_rate", "degenerate_rate"), 1):
+        for k, name in enumerate(
+            ("compile_rate", "pass_rate", "opt_rate", "truncation_rate", "degenerate_rate"), 1
+        ):
             m[f"candidates/{name}"].append(stats[k].item() / n)
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
@@ -228,7 +248,10 @@ class RRHFTrainer(Trainer):
             [
                 [
                     count_best_tokens(
-                        self._loss_labels(b["labels"]), b["rewards"], b["sources"], b["group_ids"],
+                        self._loss_labels(b["labels"]),
+                        b["rewards"],
+                        b["sources"],
+                        b["group_ids"],
                         priority=self.args.tie_priority,
                     ),
                     int(b["group_ids"].max()) + 1,
@@ -259,7 +282,9 @@ class RRHFTrainer(Trainer):
         num_groups = inputs.pop("num_groups_in_batch", None)
         labels = inputs.pop("labels")
         if self.is_encoder_decoder:
-            decoder_input_ids = self.accelerator.unwrap_model(model).prepare_decoder_input_ids_from_labels(labels=labels)
+            decoder_input_ids = self.accelerator.unwrap_model(model).prepare_decoder_input_ids_from_labels(
+                labels=labels
+            )
             outputs = model(**inputs, decoder_input_ids=decoder_input_ids)
         else:
             outputs = model(**inputs)
@@ -285,7 +310,9 @@ class RRHFTrainer(Trainer):
             loss = loss * self.accelerator.num_processes
         mode = "train" if model.training else "eval"
         self._metrics[mode]["rank_loss"].append(self.accelerator.gather(out.rank_loss.detach()).mean().item())
-        self._metrics[mode]["tuning_loss"].append(self.accelerator.gather(out.tuning_loss.detach()).mean().item())
+        self._metrics[mode]["tuning_loss"].append(
+            self.accelerator.gather(out.tuning_loss.detach()).mean().item()
+        )
         if int(out.num_pairs):
             self._metrics[mode]["rank_accuracy"].append(out.rank_accuracy)
         return (loss, outputs) if return_outputs else loss
@@ -299,7 +326,9 @@ class RRHFTrainer(Trainer):
         self._metrics[mode].clear()
 
     # -- evaluation: beam search, best of the returned beams, scored in the sandbox -------------------
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
         """Beam search (``eval_num_beams``), keep ``eval_num_return_sequences`` programs per prompt, score
         the best of them: %OPT, SP, RTR, compile and pass rates (shared with ``perfrl/speedup``)."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -341,13 +370,22 @@ class RRHFTrainer(Trainer):
         prompts = [dataset[i]["prompt"] for i in range(rank, len(dataset), world)]
         programs, truncated = [], []
         for start in range(0, len(prompts), args.generation_batch_size):
-            inputs = tokenize_prompts(tok, prompts[start : start + args.generation_batch_size], args.max_prompt_length, self.accelerator.device)
-            for group in generate_completions(model, tok, inputs, self.beam_config, args.eval_num_return_sequences):
+            inputs = tokenize_prompts(
+                tok,
+                prompts[start : start + args.generation_batch_size],
+                args.max_prompt_length,
+                self.accelerator.device,
+            )
+            for group in generate_completions(
+                model, tok, inputs, self.beam_config, args.eval_num_return_sequences
+            ):
                 programs.append([c.text for c in group])
                 truncated += [c.truncated for c in group]
         return programs, truncated
 
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None, **kwargs) -> None:
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags=None, **kwargs
+    ) -> None:
         """Write ``README.md`` in ``output_dir``: PerfRL and RRHF, citations, tags and the final metrics."""
         if not self.is_world_process_zero():
             return

@@ -1,0 +1,25 @@
+"""Code models and the bundled offline tokenizer (see `factory` and `tokenization`)."""
+
+from .factory import (
+    DECODER_PRESETS,
+    T5_PRESETS,
+    build_model,
+    count_parameters,
+    create_pretrained,
+    load_model_and_tokenizer,
+    model_config,
+)
+from .tokenization import BUNDLED_TOKENIZER_DIR, load_tokenizer, prepare_tokenizer
+
+__all__ = [
+    "BUNDLED_TOKENIZER_DIR",
+    "DECODER_PRESETS",
+    "T5_PRESETS",
+    "build_model",
+    "count_parameters",
+    "create_pretrained",
+    "load_model_and_tokenizer",
+    "load_tokenizer",
+    "model_config",
+    "prepare_tokenizer",
+]

@@ -1,0 +1,178 @@
+"""``perfrl-trl optimize`` and ``optimize_program``: a tiny T5 trained here on one bundled slow -> fast pair
+proposes the fast program, which is verified in the sandbox; an untrained model finds nothing and nothing it
+wrote is ever shown as optimized."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from perfrl_trl.data.benchmark import DEFAULT_PREFIX as BENCHMARK_PREFIX
+from perfrl_trl.data.benchmark import generate_problems
+from perfrl_trl.execution import ExecutionConfig, Executor
+from perfrl_trl.inference import DEFAULT_PREFIX, optimize_program
+from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
+
+pytestmark = pytest.mark.slow
+
+TRIALS = 3  # with 3 timing trials a clean win has Mann-Whitney p = 0.05 = alpha: the fewest that can give R4
+
+
+def run_cli(argv: list[str]) -> int:
+    """``perfrl_trl.cli.main`` once the lead has wired the subcommand in; until then the same parser by hand."""
+    from perfrl_trl import cli
+    from perfrl_trl.cli_optimize import add_optimize_parser
+
+    probe = cli.build_parser()
+    subcommands = next(a for a in probe._actions if isinstance(a, argparse._SubParsersAction))
+    if "optimize" in subcommands.choices:
+        return cli.main(argv)
+    parser = argparse.ArgumentParser(prog="perfrl-trl")
+    add_optimize_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def problem() -> dict:
+    # The shortest fast program among a few "sum loop -> closed formula" problems keeps the memorisation short;
+    # one test suffices, and its slow program runs ~0.2 s against ~3 ms for the formula: a robust R4.
+    problems = generate_problems(4, families=["sum_formula"])
+    chosen = min(problems, key=lambda p: len(p["best_code"]))
+    return {**chosen, "tests": chosen["tests"][:1]}
+
+
+@pytest.fixture(scope="module")
+def files(problem, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("optimize")
+    program = root / "slow.py"
+    program.write_text(problem["input_code"], encoding="utf-8")
+    tests = root / "tests" / "p0"
+    tests.mkdir(parents=True)
+    for i, test in enumerate(problem["tests"]):
+        (tests / f"input.{i}.txt").write_text(test["input"], encoding="utf-8")
+        (tests / f"output.{i}.txt").write_text(test["output"], encoding="utf-8")
+    return {"root": root, "program": str(program), "tests": str(tests)}
+
+
+@pytest.fixture(scope="module")
+def trained_model(problem, tmp_path_factory) -> str:
+    """A tiny T5 trained with plain cross-entropy until greedy decoding reproduces the fast program."""
+    path = create_pretrained("t5", "tiny", tmp_path_factory.mktemp("t5-trained"), dropout_rate=0.0)
+    model, tok = load_model_and_tokenizer(path)
+    enc = tok([DEFAULT_PREFIX + problem["input_code"]], return_tensors="pt")
+    labels = tok([problem["best_code"]], return_tensors="pt").input_ids[
+        :, 1:
+    ]  # T5 targets: text </s>, no <s>
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    # One thread: spin-waiting OpenMP threads on a busy 2-core machine make these tiny steps many times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    reproduced = False
+    for step in range(200):
+        model.train()
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        # A low loss also makes most samples exact copies, which de-duplication then scores only once.
+        if loss.item() < 0.05 and step % 5 == 0:
+            model.eval()
+            with torch.no_grad():
+                out = model.generate(**enc, max_new_tokens=labels.shape[1] + 8, do_sample=False)
+            reproduced = tok.decode(out[0], skip_special_tokens=True) == problem["best_code"]
+            if reproduced:
+                break
+    torch.set_num_threads(threads)
+    assert reproduced, f"the tiny T5 did not memorise the pair in {step + 1} steps (loss {loss.item():.3f})"
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory) -> str:
+    return create_pretrained("t5", "tiny", tmp_path_factory.mktemp("t5-untrained"), seed=1)
+
+
+def cli_args(files: dict, model: str, *extra: str) -> list[str]:
+    return [
+        "optimize", files["program"], "--tests", files["tests"], "--model", model, "-n", "4", "--seed", "0",
+        "--max-new-tokens", "128", "--trials", str(TRIALS), *extra,
+    ]  # fmt: skip
+
+
+def test_prefix_matches_the_benchmark_prompts():
+    assert DEFAULT_PREFIX == BENCHMARK_PREFIX
+
+
+def test_cli_finds_and_verifies_a_faster_version(problem, files, trained_model, capsys):
+    output = files["root"] / "fast.py"
+    status = run_cli(cli_args(files, trained_model, "--json", "-o", str(output)))
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0, result
+    assert result["found"] is True and result["speedup"] >= 1.10
+    assert result["tiers"]["R4"] >= 1 and result["generated"] == 5  # 4 samples + greedy
+    assert output.read_text(encoding="utf-8") == result["program"] != problem["input_code"]
+    assert result["diff"].startswith("--- slow.py\n+++ slow.py (optimized)\n") and "\n+" in result["diff"]
+    # Judged again from scratch by an independent executor: the printed program really passes the tests.
+    with Executor(ExecutionConfig(n_trials=TRIALS, workers=1)) as ex:
+        verdict = ex.judge(result["program"], problem["tests"], time_it=False)
+    assert verdict.passed, verdict
+
+    # The text report: summary, diff and the verified program (verdicts now come from the executor's cache).
+    assert run_cli(cli_args(files, trained_model)) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("FOUND  verified faster version:")
+    assert "+++ slow.py (optimized)" in text and text.rstrip().endswith(result["program"].rstrip())
+
+
+def test_cli_untrained_model_finds_nothing_and_prints_no_program(problem, files, untrained_model, capsys):
+    output = files["root"] / "never.py"
+    status = run_cli(cli_args(files, untrained_model, "--json", "-o", str(output)))
+    result = json.loads(capsys.readouterr().out)
+    assert status == 1, result
+    assert result["found"] is False and result["program"] is None and result["diff"] is None
+    assert result["speedup"] is None and result["output"] is None and not output.exists()
+    assert result["message"].startswith("no verified faster version")
+    assert result["tiers"]["R4"] == 0 and sum(result["tiers"].values()) == result["distinct"] >= 1
+    assert all("code" not in c for c in result["candidates"])
+
+    assert run_cli(cli_args(files, untrained_model)) == 1
+    text = capsys.readouterr().out
+    assert text.startswith("NOT FOUND  no verified faster version") and "No candidate is shown" in text
+    assert "optimized program" not in text and "+++" not in text
+
+
+def test_cli_errors_exit_2(files, untrained_model, tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("print(42)\n", encoding="utf-8")  # fails its own tests: nothing to optimise against
+    argv = cli_args(files, untrained_model)
+    argv[1] = str(broken)
+    assert run_cli(argv) == 2
+    assert "does not pass its own tests" in capsys.readouterr().err
+    assert run_cli(cli_args(files, str(tmp_path / "no-such-model"))) == 2
+    assert "cannot load model" in capsys.readouterr().err
+    assert run_cli(cli_args(files, untrained_model, "--tests", str(tmp_path))) == 2
+
+
+def test_python_api_on_the_trained_model(problem, trained_model):
+    model, tok = load_model_and_tokenizer(trained_model)
+    program, tests = problem["input_code"], problem["tests"]
+    result = optimize_program(
+        program, tests, model, tok, n=3, max_new_tokens=128, seed=0,
+        execution_config=ExecutionConfig(n_trials=TRIALS),
+    )  # fmt: skip
+    assert result.found and result.speedup >= 1.10 and result.best != program
+    best = next(c for c in result.candidates if c.code == result.best)
+    assert best.details.tier == "R4" and best.details.passed and best.details.speedup == result.speedup
+    assert result.runtime < result.baseline_runtime
+    assert result.n_generated == 4 and len(result.candidates) + result.n_unchanged <= 4
+    assert sum(c.count for c in result.candidates) + result.n_unchanged == result.n_generated
+    assert result.diff(program).startswith("--- program.py\n+++ program.py (optimized)\n")
+    assert result.message.startswith("verified faster version")
+    with pytest.raises(ValueError, match="at least one candidate"):
+        optimize_program(program, tests, model, tok, n=0, include_beam=False)

@@ -1,0 +1,219 @@
+"""RRHFTrainer end to end at tiny sizes: real models, the real sandboxed reward, the real Trainer loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import torch
+from datasets import Dataset
+
+from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
+from perfrl_trl.rewards import UnitTestRewardFunction
+from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
+
+SLOW = "n = int(input())\ns = 0\nfor i in range(n + 1):\n    s += i\nprint(s)\n"
+FAST = "n = int(input())\nprint(n * (n + 1) // 2)\n"
+
+
+def _rows(ns=(10, 2000, 300000, 50)):
+    return [
+        {
+            "prompt": "Write faster version:\n" + SLOW + f"# case {n}\n",
+            "input_code": SLOW,
+            "target_code": FAST,
+            "tests": [{"input": f"{n}\n", "output": f"{n * (n + 1) // 2}\n"}],
+            "problem_id": f"p{n}",
+        }
+        for n in ns
+    ]
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return Dataset.from_list(_rows())
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    # No dropout, so that runs differing only in batching give the same numbers.
+    return {
+        "t5": create_pretrained("t5", "tiny", root / "t5", dropout_rate=0.0),
+        "decoder": create_pretrained("decoder", "tiny", root / "decoder"),
+    }
+
+
+def _args(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=2,
+        max_completion_length=16,
+        max_prompt_length=64,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        eval_num_beams=2,
+        execution_n_trials=3,
+        execution_timeout_s=2.0,
+    )
+    base.update(kw)
+    return RRHFConfig(**base)
+
+
+@pytest.mark.parametrize("arch", ["t5", "decoder"])
+def test_one_step_changes_every_parameter_and_logs(arch, models, dataset, tmp_path):
+    trainer = RRHFTrainer(
+        models[arch], args=_args(tmp_path, max_steps=1, learning_rate=1e-2), train_dataset=dataset
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    for name, param in trainer.model.named_parameters():
+        if name in before and "embed_positions" not in name:
+            assert not torch.equal(param, before[name]), f"{name} did not change"
+    logged = trainer.state.log_history[0]
+    for key in (
+        "loss",
+        "rank_loss",
+        "tuning_loss",
+        "reward",
+        "candidates/compile_rate",
+        "candidates/pass_rate",
+        "candidates/opt_rate",
+        "candidates/truncation_rate",
+        "candidates/degenerate_rate",
+    ):
+        assert key in logged, key
+    # Targets are R4 programs and are candidates: the mean reward is above the R2 value of garbage.
+    assert logged["reward"] > 0.0
+
+
+def test_evaluation_reports_the_paper_metrics(models, dataset, tmp_path):
+    trainer = RRHFTrainer(
+        models["t5"], args=_args(tmp_path, max_steps=1), train_dataset=dataset, eval_dataset=dataset
+    )
+    metrics = trainer.evaluate()
+    for key in (
+        "eval_percent_optimized",
+        "eval_speedup",
+        "eval_runtime_reduction",
+        "eval_percent_compiled",
+        "eval_percent_passed",
+        "eval_truncation_rate",
+    ):
+        assert key in metrics, key
+    assert metrics["eval_n_samples"] == len(dataset)
+
+
+def _greedy_reward(trainer, dataset) -> float:
+    programs, _ = trainer.generate_programs(dataset)
+    reward = UnitTestRewardFunction(execution_config=trainer.scorer.unit_test_reward.config)
+    scores = reward(None, [p[0] for p in programs], tests=dataset["tests"], input_code=dataset["input_code"])
+    return sum(scores) / len(scores)
+
+
+def _constant_rows(values=(42, 7)):
+    """A toy task where the reward clearly prefers one short output: skip a busy loop, print the constant."""
+    rows = []
+    for k in values:
+        slow = f"s = 0\nfor i in range(300000):\n    s += 1\nprint({k})\n"
+        rows.append(
+            {
+                "prompt": "Write faster version:\n" + slow,
+                "input_code": slow,
+                "target_code": f"print({k})\n",
+                "tests": [{"input": "", "output": f"{k}\n"}],
+                "problem_id": f"const{k}",
+            }
+        )
+    return rows
+
+
+@pytest.mark.slow
+def test_rrhf_raises_the_greedy_reward(models, tmp_path):
+    """The learning test: a few dozen CPU steps must raise the mean reward of the greedy output."""
+    data = Dataset.from_list(_constant_rows())
+    args = _args(
+        tmp_path,
+        max_steps=30,
+        learning_rate=3e-3,
+        eval_num_beams=1,
+        eval_num_return_sequences=1,
+        warmup_steps=0,
+        lr_scheduler_type="constant",
+        seed=1,
+    )
+    trainer = RRHFTrainer(models["t5"], args=args, train_dataset=data)
+    before = _greedy_reward(trainer, data)
+    trainer.train()
+    after = _greedy_reward(trainer, data)
+    # Garbage (R1/R2) before; the verified faster program (R4 = 2.0) after.
+    assert after >= before + 0.5, (before, after)
+    programs, truncated = trainer.generate_programs(data)
+    assert not any(truncated), programs  # the guard against degeneration holds
+
+
+def test_gradient_accumulation_is_exact(models, dataset, tmp_path):
+    """Two micro-batches of 2 accumulate to the same update as one batch of 4 (deterministic candidates)."""
+    params = {}
+    for bs, ga in ((4, 1), (2, 2)):
+        args = _args(
+            tmp_path / f"{bs}",
+            max_steps=1,
+            per_device_train_batch_size=bs,
+            gradient_accumulation_steps=ga,
+            num_random_samples=0,
+            learning_rate=1e-2,
+            optim="sgd",
+            max_grad_norm=0.0,
+            seed=3,
+        )
+        trainer = RRHFTrainer(models["t5"], args=args, train_dataset=dataset)
+        trainer.train()
+        params[ga] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    for name, value in params[1].items():
+        torch.testing.assert_close(params[2][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_raising_reward_costs_only_its_candidates(models, dataset, tmp_path, caplog):
+    def flaky(prompts, completions, **columns):
+        if any("print" in c for c in completions):
+            raise RuntimeError("reward service down")
+        return [0.5] * len(completions)
+
+    flaky.__name__ = "flaky"
+    args = _args(tmp_path, max_steps=1, reward_weights=None)
+    trainer = RRHFTrainer(models["t5"], args=args, train_dataset=dataset, reward_funcs=[flaky])
+    with caplog.at_level(logging.WARNING):
+        trainer.train()
+    assert any("reward flaky failed" in r.message for r in caplog.records)
+    assert trainer.state.global_step == 1
+
+
+def test_missing_column_is_a_clear_error(models, dataset, tmp_path):
+    with pytest.raises(ValueError, match=r"missing the column\(s\) \['tests'\]"):
+        RRHFTrainer(models["t5"], args=_args(tmp_path), train_dataset=dataset.remove_columns("tests"))
+
+
+def test_checkpoint_resume_and_model_card(models, dataset, tmp_path):
+    args = _args(tmp_path, max_steps=2, save_strategy="steps", save_steps=1)
+    trainer = RRHFTrainer(models["t5"], args=args, train_dataset=dataset)
+    trainer.train()
+    checkpoint = os.path.join(args.output_dir, "checkpoint-1")
+    assert os.path.isfile(os.path.join(checkpoint, "model.safetensors"))
+
+    resumed = RRHFTrainer(
+        models["t5"], args=_args(tmp_path, max_steps=3, save_strategy="no"), train_dataset=dataset
+    )
+    resumed.train(resume_from_checkpoint=checkpoint)
+    assert resumed.state.global_step == 3
+
+    resumed.create_model_card(dataset_name="perfrl/bench")
+    with open(os.path.join(args.output_dir, "README.md")) as fh:
+        card = fh.read()
+    for needle in ("PerfRL", "RRHF", "2312.05657", "2304.05302", "- rrhf", "perfrl/bench"):
+        assert needle in card, needle
+    model, _ = load_model_and_tokenizer(checkpoint)
+    assert model.config.is_encoder_decoder
