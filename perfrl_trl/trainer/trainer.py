@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -187,6 +188,7 @@ class RRHFTrainer(Trainer):
         if args.include_target:
             for i, code in enumerate(columns["target_code"]):
                 add(i, tok(code, add_special_tokens=False)["input_ids"], code, SourceKind.TARGET, False)
+        started = time.perf_counter()
         chunk = args.generation_batch_size
         for start in range(0, len(rows), chunk):
             inputs = tokenize_prompts(
@@ -199,7 +201,11 @@ class RRHFTrainer(Trainer):
                 for offset, group in enumerate(generate_completions(model, tok, inputs, config, k)):
                     for c in group:
                         add(start + offset, c.ids, c.text, source, c.truncated)
+        generated = time.perf_counter()
         rewards, verdicts = self.scorer.finish(pending, columns)
+        # Sandbox work overlaps generation; what is left to wait for after it is the cost scoring adds.
+        self._metrics["train"]["timing/generate_s"].append(generated - started)
+        self._metrics["train"]["timing/score_wait_s"].append(time.perf_counter() - generated)
         self._log_candidates(candidates, rewards, verdicts)
 
         examples = []
@@ -266,6 +272,12 @@ class RRHFTrainer(Trainer):
         for b in batches:
             b["num_groups_in_batch"] = counts[1]
         return batches, counts[0]
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        started = time.perf_counter()
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._metrics["train"]["timing/forward_backward_s"].append(time.perf_counter() - started)
+        return loss
 
     def _loss_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return labels if self.is_encoder_decoder else shift_labels(labels)
