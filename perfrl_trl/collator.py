@@ -228,3 +228,54 @@ class RRHFCandidateCollator:
         batch["sources"] = torch.tensor(sources, dtype=torch.long)
         batch["group_ids"] = torch.tensor(group_ids, dtype=torch.long)
         return batch
+
+
+@dataclass
+class SFTCollator:
+    """Cross-entropy batches of ``prompt -> target_code`` rows, with the exact layout RRHF training uses.
+
+    It tokenizes the raw dataset rows and lays them out through :class:`RRHFCandidateCollator` with the
+    target as the only candidate, then drops the RRHF fields, so the model's own ``labels`` loss is plain
+    supervised fine-tuning on the same tokens.
+
+    Args:
+        tokenizer: The model's tokenizer (prepared with ``perfrl_trl.models.prepare_tokenizer``).
+        is_encoder_decoder: Seq2seq layout (T5) instead of decoder-only.
+        max_prompt_length: Longest prompt kept.
+        max_completion_length: Longest target kept (EOS included).
+        prompt_column: Column with the prompt text.
+        target_column: Column with the target program.
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    is_encoder_decoder: bool
+    max_prompt_length: int | None = None
+    max_completion_length: int | None = None
+    prompt_column: str = "prompt"
+    target_column: str = "target_code"
+
+    def __post_init__(self):
+        self._inner = RRHFCandidateCollator.from_tokenizer(
+            self.tokenizer,
+            is_encoder_decoder=self.is_encoder_decoder,
+            max_prompt_length=self.max_prompt_length,
+            max_completion_length=self.max_completion_length,
+        )
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        examples = []
+        for i, row in enumerate(rows):
+            for column in (self.prompt_column, self.target_column):
+                if not isinstance(row.get(column), str):
+                    raise ValueError(
+                        f"row {i}: column {column!r} must be a string, got {row.get(column)!r:.60}"
+                    )
+            prompt_ids = self.tokenizer(row[self.prompt_column])["input_ids"]
+            target_ids = self.tokenizer(row[self.target_column], add_special_tokens=False)["input_ids"]
+            examples.append(
+                {"prompt_ids": prompt_ids, "candidates": [{"completion_ids": target_ids, "reward": 0.0}]}
+            )
+        batch = self._inner(examples)
+        for key in ("rewards", "sources", "group_ids"):
+            batch.pop(key)
+        return batch

@@ -360,6 +360,8 @@ class RRHFTrainer(Trainer):
             executor=reward.executor,
         )
         results = gather_object(results)
+        # Per-problem outcomes, for paired comparisons between models (see examples/train_pie.py).
+        self.last_eval_results = results
         truncated = gather_object(truncated)
         summary = aggregate(results, margin=self.args.speedup_margin, n_bootstrap=0)
         metrics = {
