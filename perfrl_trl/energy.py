@@ -41,7 +41,7 @@ def _cpu_seconds() -> float:
 
 
 def _live_children_cpu() -> float:
-    me, tick, total = os.getpid(), os.sysconf("SC_CLK_TCK"), 0.0
+    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK")
     parents = {me}
     try:
         entries = [e for e in os.listdir("/proc") if e.isdigit()]
