@@ -140,27 +140,35 @@ class StopAfter(TrainerCallback):
             control.should_training_stop = True
 
 
-class RLCurve(TrainerCallback):
-    """Per RL step (epoch), the generated candidates' rates and the held-out eval rates (Fig. 2)."""
+class EvalCurve(TrainerCallback):
+    """Held-out pass and %OPT after each RL step (the dashed lines of Fig. 2)."""
 
     def __init__(self):
-        self.history, self._logs = [], []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        self._logs.append(dict(logs or {}))
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        step = {"step": round(state.epoch or len(self.history) + 1)}
-        for key in ("compile_rate", "pass_rate", "opt_rate"):
-            vals = [entry[f"candidates/{key}"] for entry in self._logs if f"candidates/{key}" in entry]
-            step[key] = sum(vals) / len(vals) if vals else None
-        self.history.append(step)
-        self._logs = []
+        self.points: list[dict] = []
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.history and metrics:
-            self.history[-1]["eval_pass_rate"] = metrics.get("eval_percent_passed", 0) / 100
-            self.history[-1]["eval_opt_rate"] = metrics.get("eval_percent_optimized", 0) / 100
+        if metrics and "eval_percent_passed" in metrics:
+            self.points.append(
+                {
+                    "eval_pass_rate": metrics["eval_percent_passed"] / 100,
+                    "eval_opt_rate": metrics.get("eval_percent_optimized", 0) / 100,
+                }
+            )
+
+
+def rl_history(trainer: RRHFTrainer, evals: EvalCurve, rl_steps: int) -> list[dict]:
+    """Per RL step: mean rates of the candidates generated during it, then the held-out rates after it."""
+    history = []
+    for step in range(1, rl_steps + 1):
+        # A step's candidates are made while the epoch counter is between step - 1 and step.
+        logs = [r for r in trainer.candidate_log if step - 1 <= r["epoch"] < step]
+        point = {"step": step}
+        for key in ("compile_rate", "pass_rate", "opt_rate", "degenerate_rate"):
+            point[key] = sum(r[key] for r in logs) / len(logs) if logs else None
+        if step <= len(evals.points):
+            point.update(evals.points[step - 1])
+        history.append(point)
+    return history
 
 
 def parse_args():
@@ -303,13 +311,14 @@ def main():
         eval_strategy="epoch",
         lr_scheduler_type="constant",
     )
-    curve = RLCurve()
+    evals = EvalCurve()
     trainer = RRHFTrainer(
-        sft_dir, args=rl_config, train_dataset=rl_train, eval_dataset=val, callbacks=[curve]
+        sft_dir, args=rl_config, train_dataset=rl_train, eval_dataset=val, callbacks=[evals]
     )
     with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
         trainer.train()
     rl_energy = meter.reading
+    curve = rl_history(trainer, evals, script.rl_steps)
     trainer.save_model(rl_config.output_dir)
     print(
         f"stage 2: {script.rl_steps} RRHF steps ({trainer.state.global_step} optimizer steps) in {rl_energy.seconds:.0f}s"
@@ -354,9 +363,9 @@ def main():
         os.path.join(out, "results"),
         rows,
         notes,
-        extra={"rl_curve": curve.history, "wall_time_s": time.monotonic() - started},
+        extra={"rl_curve": curve, "wall_time_s": time.monotonic() - started},
     )
-    plot_rl_curves(curve.history, os.path.join(out, "rl_curves.png"))
+    plot_rl_curves(curve, os.path.join(out, "rl_curves.png"))
     final = os.path.join(out, "final_model")
     trainer.save_model(final)
     with open(md_path) as fh:

@@ -119,6 +119,8 @@ def plot_rl_curves(history: Sequence[dict[str, float]], path: str, title: str = 
         points = [(s, 100 * h[key]) for s, h in zip(steps, history) if h.get(key) is not None]
         if points:
             ax.plot(*zip(*points), style, color=color, marker="o", label=label)
+    ax.set_ylim(-3, 103)
+    ax.set_xticks(steps)
     ax.set_xlabel("RL step (one regeneration pass)")
     ax.set_ylabel("rate (%)")
     ax.set_title(title)

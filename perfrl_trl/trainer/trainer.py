@@ -138,6 +138,7 @@ class RRHFTrainer(Trainer):
             "train": defaultdict(list),
             "eval": defaultdict(list),
         }
+        self.candidate_log: list[dict[str, float]] = []
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(list(self._tag_names))
         base = GenerationConfig(
@@ -240,10 +241,13 @@ class RRHFTrainer(Trainer):
         m["reward"].append(reward_t.mean().item())
         m["reward_std"].append(reward_t.std().item() if reward_t.numel() > 1 else 0.0)
         n = max(stats[0].item(), 1.0)
-        for k, name in enumerate(
-            ("compile_rate", "pass_rate", "opt_rate", "truncation_rate", "degenerate_rate"), 1
-        ):
-            m[f"candidates/{name}"].append(stats[k].item() / n)
+        rates = {"epoch": self.state.epoch or 0.0}
+        names = ("compile_rate", "pass_rate", "opt_rate", "truncation_rate", "degenerate_rate")
+        for k, name in enumerate(names, 1):
+            rates[name] = stats[k].item() / n
+            m[f"candidates/{name}"].append(rates[name])
+        # Every step's rates, whatever logging_steps is: the per-RL-step curves are built from it.
+        self.candidate_log.append(rates)
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         """Generate and score every micro-batch of the accumulation step up front, so the tuning loss is
