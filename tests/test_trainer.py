@@ -217,3 +217,19 @@ def test_checkpoint_resume_and_model_card(models, dataset, tmp_path):
         assert needle in card, needle
     model, _ = load_model_and_tokenizer(checkpoint)
     assert model.config.is_encoder_decoder
+
+
+def test_lora_trains_only_the_adapters(models, dataset, tmp_path):
+    from peft import LoraConfig
+
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q", "v"], task_type="SEQ_2_SEQ_LM")
+    trainer = RRHFTrainer(
+        models["t5"],
+        args=_args(tmp_path, max_steps=1, learning_rate=1e-2),
+        train_dataset=dataset,
+        peft_config=peft_config,
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed), sorted(changed)[:5]

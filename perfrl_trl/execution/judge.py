@@ -363,27 +363,28 @@ class Executor:
         return [f.result() for f in futures]
 
 
-_default: Executor | None = None
-_default_lock = threading.Lock()
+_shared: dict[str, Executor] = {}
+_shared_lock = threading.Lock()
 
 
 def get_executor(config: ExecutionConfig | None = None) -> Executor:
-    """A process-wide executor, started on first use and closed at exit.
+    """A process-wide executor for ``config``, started on first use and closed at exit.
+
+    Executors are shared per configuration: rewards and metrics with the same settings share workers
+    and verdict caches, and one with other settings never closes an executor that others hold.
 
     Args:
-        config: Used only when the shared executor is first created; a different config later gets a
-            new shared executor (the old one is closed).
+        config: The settings; defaults to :class:`ExecutionConfig`.
     """
-    global _default
-    with _default_lock:
-        if _default is None or (config is not None and config != _default.config):
-            if _default is not None:
-                _default.close()
-            _default = Executor(config)
-        return _default
+    config = config or ExecutionConfig()
+    key = repr(config)  # every field, including the (unhashable) environment dict
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = Executor(config)
+        return _shared[key]
 
 
 @atexit.register
-def _close_default() -> None:
-    if _default is not None:
-        _default.close()
+def _close_shared() -> None:
+    for executor in _shared.values():
+        executor.close()
