@@ -21,10 +21,18 @@ _LAZY = {
     "build_benchmark": "perfrl_trl.data",
     "load_tokenizer": "perfrl_trl.models",
     "build_model": "perfrl_trl.models",
+    "create_pretrained": "perfrl_trl.models",
+    "optimize_program": "perfrl_trl.inference",
     "register_metrics": "perfrl_trl.metrics",
 }
 
 __all__ = [*sorted(_LAZY), "__version__"]
+
+# `evaluate.load("perfrl/speedup")` must work offline right after `import perfrl_trl`: put the module in
+# evaluate's cache (a few file checks, standard library only; never raises, PERFRL_NO_AUTO_REGISTER=1 skips).
+from .metrics.registration import ensure_registered as _ensure_registered  # noqa: E402
+
+_ensure_registered()
 
 
 def __getattr__(name: str):
