@@ -13,9 +13,8 @@ Definitions (o = runtime of the slow input program, n = runtime of the candidate
   margin counts as optimised (`>=`, with a 1e-9 relative tolerance so that e.g. 0.11 s -> 0.10 s,
   whose float ratio is 1.0999999999999999, is not lost to rounding).
 - **SP, PIE convention** (`speedup`): mean over *all* problems of `max(o / n, 1.0)` for a correct
-  candidate and 1.0 for a problem without one ("for generations that are either incorrect or slower
-  than the original program, we use a speedup of 1.0", PIE ICLR 2024): falling back to the input
-  program can never be slower than the input.
+  candidate and 1.0 for a problem without one: PIE (ICLR 2024) gives incorrect or slower generations
+  a speedup of 1.0, since falling back to the input program is never slower than the input.
 - **SP, PerfRL / PIE-v1 convention** (`speedup_optimized_only`): mean of `o / n` over the optimised
   problems only (those counted in %OPT). PerfRL takes %OPT, SP and RTR from the first version of PIE
   and its tables (SP > 2 with single-digit %OPT) are only consistent with averaging over optimised
@@ -23,8 +22,8 @@ Definitions (o = runtime of the slow input program, n = runtime of the candidate
   conventions are always reported, under distinct names, never mixed.
 - **RTR** (`runtime_reduction_optimized_only`): mean of `(o - n) / o * 100` over the optimised
   problems (the paper's averaging, same set as `speedup_optimized_only`); `runtime_reduction` is the
-  same quantity over all problems with the PIE fallback (0 for a problem without an optimised
-  candidate), the RTR analogue of `speedup`.
+  same quantity over all problems from the PIE-clipped speedup (0 for a failed or slower problem),
+  the RTR analogue of `speedup`.
 - **Compile rate / pass rate** (`percent_compiled`, `percent_passed`): share of problems with at
   least one candidate that compiles / passes every test (for k = 1 this is PIE's %Correct).
 - Confidence intervals: Wilson score intervals for the three rates (Wilson, 1927, JASA 22:209),

@@ -43,7 +43,7 @@ input program and n the runtime of the best correct candidate (best-of-k when se
   without a correct candidate.
 - speedup_optimized_only (SP, PerfRL convention): mean of o / n over the optimised problems only.
 - runtime_reduction_optimized_only (RTR, PerfRL): mean of (o - n) / o * 100 over optimised problems;
-  runtime_reduction is the same over all problems with 0 for the rest.
+  runtime_reduction is the same over all problems from the clipped speedup (0 if failed or slower).
 - percent_compiled / percent_passed: share of problems with a candidate that compiles / passes all tests.
 Each rate comes with a Wilson interval and each mean with a bootstrap interval, plus n_samples.
 
