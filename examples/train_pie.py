@@ -36,18 +36,22 @@ from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 
 # Each preset sets defaults; flags given on the command line (or in --config) still win.
 PRESETS = {
+    # <= 10 minutes on 2 CPU cores: stages are bounded by wall-clock budgets as well as step counts.
     "default": dict(
         model_size="small",
         n_per_family=10,
-        sft_steps=600,
-        rl_steps=3,
-        rl_prompts=48,
-        max_eval=96,
+        sft_steps=5000,
+        sft_seconds=210,
+        rl_steps=2,
+        rl_prompts=16,
+        max_eval=40,
+        val_size=8,
         learning_rate=1e-3,
         per_device_train_batch_size=8,
-        max_completion_length=160,
+        max_completion_length=128,
         max_prompt_length=256,
         rrhf_learning_rate=2e-4,
+        execution_n_trials=3,
     ),
     "tiny": dict(
         model_size="tiny",
@@ -56,6 +60,7 @@ PRESETS = {
         rl_steps=2,
         rl_prompts=6,
         max_eval=8,
+        val_size=3,
         families="sum_formula,string_concat,membership_set",
         per_device_train_batch_size=2,
         max_completion_length=48,
@@ -65,13 +70,16 @@ PRESETS = {
         execution_n_trials=3,
         eval_num_beams=2,
     ),
+    # RRHF against SFT-only at equal wall time, past SFT's plateau, on >= 500 held-out problems (~2 h CPU).
     "paper-small": dict(
         model_size="small",
-        n_per_family=60,
-        sft_steps=6000,
+        n_per_family=100,
+        sft_steps=100000,
+        sft_seconds=3600,
         rl_steps=8,
-        rl_prompts=256,
+        rl_prompts=128,
         max_eval=600,
+        val_size=48,
         learning_rate=1e-3,
         per_device_train_batch_size=8,
         max_completion_length=192,
@@ -84,6 +92,7 @@ PRESETS = {
         rl_steps=10,
         rl_prompts=2000,
         max_eval=1000,
+        val_size=100,
         learning_rate=5e-5,
         per_device_train_batch_size=8,
         max_completion_length=512,
@@ -105,7 +114,9 @@ class ScriptArguments:
     families: str | None = field(
         default=None, metadata={"help": "Bundled benchmark: comma-separated families."}
     )
-    sft_steps: int = field(default=600, metadata={"help": "Stage 1: SFT optimizer steps."})
+    sft_steps: int = field(default=600, metadata={"help": "Stage 1: SFT optimizer steps (at most)."})
+    sft_seconds: float | None = field(default=None, metadata={"help": "Stage 1: wall-clock budget, seconds."})
+    val_size: int = field(default=24, metadata={"help": "Validation problems evaluated after each RL step."})
     rl_steps: int = field(default=3, metadata={"help": "Stage 2: K RRHF steps (passes over the RL prompts)."})
     rl_prompts: int = field(default=48, metadata={"help": "Prompts per RRHF step."})
     rrhf_learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of stages 2 and 2b."})
@@ -233,7 +244,7 @@ def sft(
     model, tok = load_model_and_tokenizer(model_dir)
     args = TrainingArguments(
         output_dir=out_dir,
-        max_steps=max_steps if seconds is None else 10**6,
+        max_steps=max_steps if max_steps > 0 else 10**6,
         learning_rate=lr,
         per_device_train_batch_size=config.per_device_train_batch_size,
         logging_steps=config.logging_steps,
@@ -280,7 +291,7 @@ def main():
         )
     test = test.select(range(min(script.max_eval, len(test))))
     rl_train = train.shuffle(seed=config.seed).select(range(min(script.rl_prompts, len(train))))
-    val = data["validation"].select(range(min(24, len(data["validation"]))))
+    val = data["validation"].select(range(min(script.val_size, len(data["validation"]))))
     print(f"data: {len(train)} train, {len(test)} held-out test problems, {len(rl_train)} RL prompts")
 
     base = model_args.model_name_or_path or create_pretrained(
@@ -298,7 +309,9 @@ def main():
 
     # 1. SFT with cross-entropy on the slow->fast pairs
     sft_dir = os.path.join(out, "sft")
-    sft_energy, sft_steps = sft(base, sft_dir, config, train, script.sft_steps, config.learning_rate)
+    sft_energy, sft_steps = sft(
+        base, sft_dir, config, train, script.sft_steps, config.learning_rate, seconds=script.sft_seconds
+    )
     print(f"stage 1: {sft_steps} SFT steps in {sft_energy.seconds:.0f}s")
 
     # 2. K RRHF RL steps, each a pass over the RL prompts with freshly generated candidates
