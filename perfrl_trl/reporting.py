@@ -10,8 +10,8 @@ from typing import Any
 
 COLUMNS = (
     ("%OPT", "percent_optimized"),
-    ("SP", "speedup"),
-    ("RTR", "runtime_reduction"),
+    ("SP (PIE)", "speedup"),
+    ("RTR % (all)", "runtime_reduction"),
     ("compile", "percent_compiled"),
     ("pass", "percent_passed"),
 )

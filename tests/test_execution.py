@@ -409,16 +409,17 @@ def test_bad_tests_get_clear_errors(executor):
 
 
 def test_caller_survives_a_dead_worker(executor):
-    # Whatever kills a worker (a program, the OOM killer), the verdict is a failure and the next call works.
-    worker = executor._pool.workers[0]
+    # Whatever kills a worker mid-run (the OOM killer, a bug), that run is a failure and the next call works.
     executor.judge(GOOD, GOOD_TESTS, time_it=False)
+    future = executor.submit("import time\ntime.sleep(1.2)\nprint(42)", GOOD_TESTS, time_it=False)
+    time.sleep(0.4)
     for w in executor._pool.workers:
         if w.proc is not None:
             os.killpg(w.proc.pid, 9)
-    verdict = executor.judge("print(42)", GOOD_TESTS, time_it=False)
-    assert verdict.status == "sandbox_error" and verdict.tier == 2
+    verdict = future.result(timeout=30)
+    assert verdict.status == "sandbox_error" and verdict.tier == 2, verdict
     assert executor.judge(GOOD, GOOD_TESTS, time_it=False).tier == 3
-    assert worker.restarts >= 1 or executor._pool.workers[1].restarts >= 1
+    assert sum(w.restarts for w in executor._pool.workers) >= 1
 
 
 @pytest.mark.skipif(

@@ -11,8 +11,9 @@ What the child can reach, and why that is safe:
 - stdin is a sealed memfd reopened read-only, so a program cannot rewrite the input of later trials;
 - every other descriptor is closed, and this process is non-dumpable, so ``/proc/<ppid>/fd`` and
   ``/proc/<ppid>/mem`` are closed to it;
-- it can still kill this process: the host then sees EOF, scores the run as a sandbox error, and
-  starts a new worker.
+- a seccomp filter refuses it new processes, signals to others, ptrace and cross-process memory
+  access; should this process die anyway (an architecture without the filter, the OOM killer), the
+  host sees EOF, scores the run as a sandbox error, and starts a new worker.
 """
 
 # Cheap standard-library modules that programs use all the time. Loading them once here keeps their

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 
@@ -29,6 +30,7 @@ class ExecutionConfig:
         workers: Parallel sandboxed workers; defaults to the number of usable cores.
         isolation: ``"auto"`` (the strongest available), ``"bwrap"`` or ``"rlimits"``.
         cache_size: Verdicts kept in memory for identical (program, tests, baseline) requests.
+        extra_env: Extra environment variables for the programs (the environment is otherwise scrubbed).
 
     Example:
         ```python
@@ -68,6 +70,12 @@ class ExecutionConfig:
             raise ValueError(f"ExecutionConfig.alpha must be in (0, 1), got {self.alpha!r}")
         if self.float_tol < 0 or self.min_time_diff_s < 0:
             raise ValueError("ExecutionConfig.float_tol and min_time_diff_s must be >= 0")
+        # With n trials a side, complete separation gives the smallest one-sided p-value, 1 / C(2n, n).
+        if 1 / math.comb(2 * int(self.n_trials), int(self.n_trials)) > self.alpha:
+            raise ValueError(
+                f"ExecutionConfig.n_trials={self.n_trials} can never show a significant speed-up at "
+                f"alpha={self.alpha} (use n_trials >= 3 at alpha 0.05), so no program could ever be R4"
+            )
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"ExecutionConfig.workers must be >= 1 or None, got {self.workers!r}")
         if self.isolation not in ("auto", *ISOLATION_LEVELS):

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from statistics import median
 
 from .config import ExecutionConfig
 from .sandbox import SandboxError, WorkerPool, resolve_isolation
@@ -220,7 +221,9 @@ class Executor:
             for _ in range(self.config.n_trials):
                 for program, out in ((code, cand), (baseline, base)):
                     runs = worker.run(program, inputs, repeats=1)["runs"]
-                    if len(runs) != len(inputs) or any(r["exit"] != 0 or r["timeout"] for r in runs):
+                    if len(runs) != len(inputs) or any(
+                        r["exit"] != 0 or r["timeout"] or r["output_limit"] for r in runs
+                    ):
                         raise SandboxError("a timed run failed after the correctness run had passed")
                     out.append(sum(r["cpu"] for r in runs))
         finally:
@@ -302,7 +305,7 @@ class Executor:
             # It passed once but failed while being timed (flaky or hostile): a pass, never "faster".
             verdict.error = f"timing failed: {exc}"
             return verdict
-        verdict.runtime = sorted(verdict.trials)[len(verdict.trials) // 2]
+        verdict.runtime = median(verdict.trials)
         if baseline is None:
             return verdict
         base = self._baseline(baseline, tests)
@@ -310,7 +313,7 @@ class Executor:
         if not base.passed:
             return verdict
         verdict.baseline_trials = base.trials
-        verdict.baseline_runtime = sorted(base.trials)[len(base.trials) // 2]
+        verdict.baseline_runtime = median(base.trials)
         cfg = self.config
         decision = decide_faster(verdict.trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
         if decision.faster:
@@ -323,8 +326,8 @@ class Executor:
                 return verdict
             decision = decide_faster(cand_trials, base_trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
             verdict.trials, verdict.baseline_trials = cand_trials, base_trials
-            verdict.runtime = sorted(cand_trials)[len(cand_trials) // 2]
-            verdict.baseline_runtime = sorted(base_trials)[len(base_trials) // 2]
+            verdict.runtime = median(cand_trials)
+            verdict.baseline_runtime = median(base_trials)
         verdict.speedup, verdict.faster, verdict.p_value = decision.speedup, decision.faster, decision.p_value
         return verdict
 

@@ -9,11 +9,13 @@ Levels, strongest first:
     interface but a down loopback. After every run, ``kill(-1)`` inside the PID namespace removes
     whatever the program spawned. ``--die-with-parent`` takes the sandbox down with the caller.
 ``rlimits``
-    Fallback when bubblewrap is missing: a separate session, the same rlimits, a scrubbed
-    environment and a fresh temporary directory; when the caller is root, runs drop to uid 65534.
-    Leftover processes are hunted through child-subreaper adoption. It does **not** hide the
-    filesystem (world-readable files stay readable), does not cut the network, and bounds the size
-    of each file but not the total written.
+    Fallback when bubblewrap is missing: a separate session, the same rlimits and seccomp filter, a
+    scrubbed environment and a fresh temporary directory. It refuses to run programs as root: a root
+    caller needs runs to drop to uid 65534, else the level is unavailable. Leftover processes are hunted
+    through child-subreaper adoption. It does **not** hide the filesystem: a run keeps the caller's uid
+    when the caller is not root, so it can read and write whatever the caller can (tokens in ``~/.cache``
+    included). It does not cut the network, does not wipe shared scratch (``/tmp``, ``/dev/shm``) or SysV
+    IPC between runs, and bounds the size of each file but not the total written.
 
 Both levels: ``python -I`` (no user site, no ``PYTHON*`` variables), rlimits on address space, CPU
 time, file size, open files and processes, no core dumps, a wall-clock timeout that kills the whole

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 CITATIONS = """\
 ```bibtex
 @article{duan2023perfrl,
-  title   = {Leveraging Reinforcement Learning and Large Language Models for Code Optimization},
+  title   = {PerfRL: A Small Language Model Framework for Efficient Code Optimization},
   author  = {Duan, Shukai and Kanakaris, Nikos and Xiao, Xiongye and Ping, Heng and Zhou, Chenyu and
              Ahmed, Nesreen K. and Ma, Guixiang and Capota, Mihai and Willke, Theodore L. and
              Nazarian, Shahin and Bogdan, Paul},

@@ -94,16 +94,7 @@ class RRHFTrainer(Trainer):
             model = get_peft_model(model, peft_config)
 
         if reward_funcs is None:
-            execution = ExecutionConfig(
-                timeout_s=args.execution_timeout_s,
-                n_trials=args.execution_n_trials,
-                workers=args.execution_workers,
-                margin=args.speedup_margin,
-                **(args.execution_kwargs or {}),
-            )
-            reward_funcs = [
-                UnitTestRewardFunction(values=self._tier_values(args), execution_config=execution)
-            ]
+            reward_funcs = [self._default_reward(args)]
         elif callable(reward_funcs):
             reward_funcs = [reward_funcs]
         weights = args.reward_weights or [1.0] * len(reward_funcs)
@@ -157,8 +148,10 @@ class RRHFTrainer(Trainer):
         self.beam_config = sampling_config(base, do_sample=False, num_beams=args.eval_num_beams)
 
     @staticmethod
-    def _tier_values(args: RRHFConfig) -> tuple[float, float, float, float]:
-        return (args.reward_r1, args.reward_r2, args.reward_r3, args.reward_r4)
+    def _default_reward(args: RRHFConfig) -> UnitTestRewardFunction:
+        """The unit-test reward with the config's tier values and execution settings."""
+        execution = ExecutionConfig(**args.execution_config_kwargs())
+        return UnitTestRewardFunction(values=args.reward_tier_values, execution_config=execution)
 
     def _check_columns(self, name: str, data: Dataset | None, args: RRHFConfig) -> None:
         if data is None or not hasattr(data, "column_names"):
@@ -329,8 +322,10 @@ class RRHFTrainer(Trainer):
         self._metrics[mode]["tuning_loss"].append(
             self.accelerator.gather(out.tuning_loss.detach()).mean().item()
         )
-        if int(out.num_pairs):
-            self._metrics[mode]["rank_accuracy"].append(out.rank_accuracy)
+        pairs = torch.stack([out.num_correct_pairs, out.num_pairs]).float().to(self.accelerator.device)
+        pairs = self.accelerator.reduce(pairs, reduction="sum")
+        if pairs[1] > 0:
+            self._metrics[mode]["rank_accuracy"].append((pairs[0] / pairs[1]).item())
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -353,7 +348,7 @@ class RRHFTrainer(Trainer):
         was_training = self.model.training
         self.model.eval()  # so that log() files these metrics under eval, not the running train ones
         predictions, truncated = self.generate_programs(dataset)
-        reward = self.scorer.unit_test_reward or UnitTestRewardFunction(values=self._tier_values(self.args))
+        reward = self.scorer.unit_test_reward or self._default_reward(self.args)
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         mine = list(range(rank, len(dataset), world))
         results = score_programs(

@@ -269,7 +269,8 @@ def build_benchmark(
         seed: Generation and split seed; the same seed always gives the same benchmark.
         heldout_families: Families that only appear in ``test_ood`` (generalisation to unseen patterns).
         prefix: Instruction prefix of ``prompt``.
-        validate: Judge every problem with the sandboxed executor (slow; minutes): drop problems whose best
+        validate: Judge every problem with the sandboxed executor (expensive: a few seconds of CPU per problem,
+            so tens of minutes for the default size on 2 cores): drop problems whose best
             solution is not R4 against the slow program, measure ``best_speedup`` / ``target_speedup`` and
             re-label ``target_kind``.
         executor: Executor used when ``validate`` (default: the shared one).

@@ -252,8 +252,8 @@ def stock_span(ctx: Ctx) -> Variant:
         size, drift = rng.randint(2500, 4000), rng.uniform(0.3, 0.6)
         for _attempt in range(30):
             prices, cur = [], 10**5
-            for step in rand_ints(rng, -10, 10, size):
-                cur += step + (10 if rng.random() < drift else 0)
+            for step, up in zip(rand_ints(rng, -10, 10, size), rand_ints(rng, 0, 999, size)):
+                cur += step + (10 if up < 1000 * drift else 0)
                 prices.append(cur)
             work = _span_work(prices)
             if work < 900_000:
