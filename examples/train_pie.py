@@ -38,20 +38,21 @@ from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 PRESETS = {
     # <= 10 minutes on 2 CPU cores: stages are bounded by wall-clock budgets as well as step counts.
     "default": dict(
-        model_size="small",
+        model_size="tiny",
         n_per_family=10,
         sft_steps=5000,
-        sft_seconds=210,
+        sft_seconds=240,
         rl_steps=2,
         rl_prompts=16,
         max_eval=40,
         val_size=8,
-        learning_rate=1e-3,
+        learning_rate=2e-3,
         per_device_train_batch_size=8,
         max_completion_length=128,
         max_prompt_length=256,
-        rrhf_learning_rate=2e-4,
+        rrhf_learning_rate=1e-4,
         execution_n_trials=3,
+        rank_on_differing_tokens=True,
     ),
     "tiny": dict(
         model_size="tiny",
