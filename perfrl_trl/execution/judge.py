@@ -210,7 +210,7 @@ class Executor:
         if len(runs) != len(inputs) * self.config.n_trials:
             raise SandboxError("a timed run failed after the correctness run had passed")
         per_test = len(inputs)
-        return [sum(r["cpu"] for r in runs[i : i + per_test]) for i in range(0, len(runs), per_test)]
+        return [sum(r["cpu_net"] for r in runs[i : i + per_test]) for i in range(0, len(runs), per_test)]
 
     def _time_paired(self, code: str, baseline: str, tests: list[dict]) -> tuple[list[float], list[float]]:
         """Alternate candidate and baseline trials on one worker, so drift hits both alike."""
@@ -225,7 +225,7 @@ class Executor:
                         r["exit"] != 0 or r["timeout"] or r["output_limit"] for r in runs
                     ):
                         raise SandboxError("a timed run failed after the correctness run had passed")
-                    out.append(sum(r["cpu"] for r in runs))
+                    out.append(sum(r["cpu_net"] for r in runs))
         finally:
             self._pool.release(worker)
         return cand, base

@@ -193,6 +193,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self._tmp: str | None = None
         self.restarts = 0
+        self.overhead_cpu = 0.0
 
     def _start(self) -> None:
         if self.isolation == "bwrap":
@@ -217,6 +218,8 @@ class Worker:
         hello = self._read_frame(time.monotonic() + 30)
         if not hello.get("ready"):
             raise SandboxError(f"sandbox worker did not start: {hello!r}")
+        # CPU seconds of a run that does nothing, calibrated by this worker; timings leave it out.
+        self.overhead_cpu = float(hello.get("overhead_cpu", 0.0))
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -300,6 +303,7 @@ class Worker:
                 blob = self._read_exact(run["stdout_len"] + run["stderr_len"], deadline)
                 run["stdout"] = blob[: run["stdout_len"]].decode("utf-8", "replace")
                 run["stderr"] = blob[run["stdout_len"] :].decode("utf-8", "replace")
+                run["cpu_net"] = max(0.0, run["cpu"] - self.overhead_cpu)
         except (SandboxError, OSError, KeyError, TypeError, struct.error) as exc:
             self.restarts += 1
             self.close()
