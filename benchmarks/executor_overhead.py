@@ -41,7 +41,7 @@ from perfrl_trl.execution import ExecutionConfig, Executor, compare_outputs
 from perfrl_trl.execution.sandbox import bwrap_available, bwrap_command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reward_reliability import FreshInterpreterSandbox
+from reward_reliability import FreshInterpreterSandbox, code_version
 
 TRIVIAL = "print(input())\n"
 # The loop sits in a function, as in _spin: module-level code runs on dict lookups and is about twice slower.
@@ -204,7 +204,11 @@ def main() -> None:
 
     cfg = ExecutionConfig()
     tests = _tests(args.tests)
-    results: dict = {"cores": len(os.sched_getaffinity(0)), "loadavg_start": os.getloadavg()}
+    results: dict = {
+        "code_version": code_version(),
+        "cores": len(os.sched_getaffinity(0)),
+        "loadavg_start": os.getloadavg(),
+    }
     steps = tqdm(total=4 + 2 * args.rounds, desc="executor overhead")
 
     per_run = {}

@@ -360,6 +360,28 @@ def summarise(records: list[dict], false_set: list[int], detect_set: list[int]) 
     }
 
 
+def code_version() -> dict:
+    """Which executor measured: the commit, and a digest of the execution package as it was imported."""
+    import hashlib
+
+    import perfrl_trl.execution as execution
+
+    root = Path(execution.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        head, dirty = "", ""
+    return {"git_head": head, "execution_dirty": bool(dirty), "execution_sha256": digest.hexdigest()[:16]}
+
+
 def parse_alt(spec: str) -> dict:
     """``"n_trials=9,alpha=0.1"`` -> ``{"n_trials": 9, "alpha": 0.1}`` (checked against ExecutionConfig)."""
     names = {f.name for f in fields(ExecutionConfig)}
@@ -397,6 +419,7 @@ def main() -> None:
     if not (args.pie_dir / "py_test_pairs.jsonl").is_file():
         raise SystemExit(f"PIE data not found in {args.pie_dir}")
     alts = [] if args.alt == ["none"] else [parse_alt(s) for s in (args.alt or DEFAULT_ALTS)]
+    version = code_version()  # read now: the package may be edited while this runs
     pairs = load_sample(args.pie_dir, args.n, args.seed)
     n_tests = sum(len(p["tests"]) for p in pairs)
     base_cfg = ExecutionConfig(workers=args.workers)
@@ -486,6 +509,7 @@ def main() -> None:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         result = {
+            "code_version": version,
             "n_pairs": len(pairs),
             "seed": args.seed,
             "pairs": [

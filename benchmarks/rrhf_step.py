@@ -10,8 +10,11 @@ Part 1, side by side (target: RRHF/SFT at most 1.3x). One collated RRHF batch (`
 - ``SFT``: a plain ``transformers.Trainer.training_step`` on exactly the same padded ``input_ids`` /
   ``attention_mask`` / ``labels`` (and ``position_ids``), with the model's own cross-entropy loss.
 
-Both use the same weights, one torch thread, and have their gradients cleared outside the timed region. The
-median of each and the ratio of the medians are reported per model. The steps differ only in the loss, so
+A third arm, ``RRHF fused``, is the RRHF step with ``token_log_probs`` swapped for the suggested one-pass
+version (``--no-fused-arm`` drops it). All use the same weights, one torch thread, and have their gradients
+cleared outside the timed region. Rounds fill ``--budget-s`` per model (at least ``--min-repeats``). The
+ratio is taken on medians of process CPU time (robust on a shared machine); the median wall-clock ratio of
+the interleaved pairs is printed next to it. The steps differ only in the loss, so
 a loss-only microbenchmark on logits of the batch's shape (forward + backward of ``rrhf_loss`` against
 ``F.cross_entropy``, and the pieces of ``rrhf_loss``) says where any extra time goes; with ``--profile`` (or
 when a ratio is over the target) the top operators of both steps are printed from ``torch.profiler``.

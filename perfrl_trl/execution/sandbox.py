@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 _HEADER = struct.Struct(">I")
 _WORKER_SOURCE = (Path(__file__).with_name("_worker.py")).read_text()
 _NOBODY = 65534
+# Net CPU time of a run never goes below the jitter of the calibrated empty-run cost: a program cannot
+# be measured as faster than the timer resolves (and a zero time would make speed-ups infinite).
+CPU_FLOOR_S = 1e-4
 # Threads spawned by numerical libraries would bill several cores to one run and fight over the
 # machine with the other workers.
 _BASE_ENV = {
@@ -303,7 +306,7 @@ class Worker:
                 blob = self._read_exact(run["stdout_len"] + run["stderr_len"], deadline)
                 run["stdout"] = blob[: run["stdout_len"]].decode("utf-8", "replace")
                 run["stderr"] = blob[run["stdout_len"] :].decode("utf-8", "replace")
-                run["cpu_net"] = max(0.0, run["cpu"] - self.overhead_cpu)
+                run["cpu_net"] = max(CPU_FLOOR_S, run["cpu"] - self.overhead_cpu)
         except (SandboxError, OSError, KeyError, TypeError, struct.error) as exc:
             self.restarts += 1
             self.close()

@@ -236,7 +236,12 @@ class RRHFTrainer(Trainer):
         n = max(stats[0].item(), 1.0)
         rates = {"epoch": self.state.epoch or 0.0}
         names = ("compile_rate", "pass_rate", "opt_rate", "truncation_rate", "degenerate_rate")
+        if self.scorer.unit_test_reward is None:
+            # Tiers come from the sandbox's verdicts; custom rewards alone give none to count.
+            names = (None, None, None, "truncation_rate", "degenerate_rate")
         for k, name in enumerate(names, 1):
+            if name is None:
+                continue
             rates[name] = stats[k].item() / n
             m[f"candidates/{name}"].append(rates[name])
         # Every step's rates, whatever logging_steps is: the per-RL-step curves are built from it.
