@@ -269,6 +269,10 @@ def main() -> None:
     # On a shared machine the other tenants decide how much of the second core we get; the best round
     # (as timeit's minimum) is the closest to what the executor does when the cores are free.
     best = max(rd["ratio"] for rd in rounds)
+    # Runs per second per core actually busy: ~1.0 means the second worker adds no serialisation of its own.
+    per_core = statistics.median(
+        (rd["w2"]["runs_per_s"] / busy(rd["w2"])) / (rd["w1"]["runs_per_s"] / busy(rd["w1"])) for rd in rounds
+    )
     print(
         f"best round x{best:.2f}; cores busy with workers=2: "
         + ", ".join(f"{busy(rd['w2']):.2f}" for rd in rounds)
@@ -276,6 +280,7 @@ def main() -> None:
     print(
         f"median scaling workers=2 / workers=1 = x{ratio:.2f} (target >= 1.8); the machine itself gave x{host:.2f}"
     )
+    print(f"throughput per busy core, workers=2 / workers=1 = x{per_core:.2f} (1.0 = no serialisation)")
     print(f"load average: start {results['loadavg_start']}, end {results['loadavg_end']}")
 
     results.update(
@@ -286,6 +291,7 @@ def main() -> None:
             "scaling_rounds": rounds,
             "scaling_ratio_median": ratio,
             "scaling_ratio_best": best,
+            "per_busy_core_ratio_median": per_core,
             "host_scaling_ratio_median": host,
             "cpu_bound_loop_n": n,
             "args": vars(args) | {"out": str(args.out)},
