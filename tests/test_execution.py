@@ -430,3 +430,33 @@ def test_rlimits_level_refuses_root():
 
     with pytest.raises(RuntimeError, match="refuses to run untrusted programs as root"):
         resolve_isolation("rlimits")
+
+
+def test_a_failing_baseline_measurement_never_hangs_other_callers(executor, monkeypatch):
+    import threading
+
+    calls = []
+
+    def broken_check(code, tests):
+        calls.append(code)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(executor, "_check", broken_check)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(_try(executor._baseline, "print(1)", GOOD_TESTS)))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads), "a waiter hung on a failed baseline"
+    assert all(isinstance(r, RuntimeError) for r in results) and len(results) == 3
+
+
+def _try(func, *args):
+    try:
+        return func(*args)
+    except Exception as exc:
+        return exc

@@ -248,6 +248,12 @@ class Executor:
             timing = _Timing(False, "sandbox_error", str(exc), [])
             with self._lock:
                 del self._baselines[key]  # a crash is not a property of the baseline: retry next time
+        except BaseException as exc:
+            # Whatever else goes wrong, the threads waiting on this baseline must not wait forever.
+            with self._lock:
+                del self._baselines[key]
+            fut.set_exception(exc)
+            raise
         fut.set_result(timing)
         return timing
 
