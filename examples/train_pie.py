@@ -74,18 +74,20 @@ PRESETS = {
     # RRHF against SFT-only at equal wall time, past SFT's plateau, on >= 500 held-out problems (~2 h CPU).
     "paper-small": dict(
         model_size="small",
-        n_per_family=100,
+        n_per_family=130,  # 507 held-out test problems
         sft_steps=100000,
-        sft_seconds=3600,
-        rl_steps=8,
-        rl_prompts=128,
+        sft_seconds=2700,
+        rl_steps=4,
+        rl_prompts=256,
         max_eval=600,
-        val_size=48,
+        val_size=32,
         learning_rate=1e-3,
         per_device_train_batch_size=8,
         max_completion_length=192,
         max_prompt_length=320,
         rrhf_learning_rate=1e-4,
+        execution_n_trials=3,
+        rank_on_differing_tokens=True,
     ),
     "paper": dict(
         dataset="pie",
@@ -275,7 +277,10 @@ def sft(
     with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
         trainer.train()
     trainer.save_model(out_dir)
-    return meter.reading, trainer.state.global_step
+    losses = [
+        {"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r and "step" in r
+    ]
+    return meter.reading, trainer.state.global_step, losses
 
 
 def main():
@@ -310,7 +315,7 @@ def main():
 
     # 1. SFT with cross-entropy on the slow->fast pairs
     sft_dir = os.path.join(out, "sft")
-    sft_energy, sft_steps = sft(
+    sft_energy, sft_steps, sft_losses = sft(
         base, sft_dir, config, train, script.sft_steps, config.learning_rate, seconds=script.sft_seconds
     )
     print(f"stage 1: {sft_steps} SFT steps in {sft_energy.seconds:.0f}s")
@@ -329,10 +334,13 @@ def main():
     trainer = RRHFTrainer(
         sft_dir, args=rl_config, train_dataset=rl_train, eval_dataset=val, callbacks=[evals]
     )
+    # Step 0 of the curve: the SFT checkpoint on the validation problems, outside the timed RL stage.
+    trainer.evaluate()
+    start_point = {"step": 0, **evals.points.pop()} if evals.points else None
     with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
         trainer.train()
     rl_energy = meter.reading
-    curve = rl_history(trainer, evals, script.rl_steps)
+    curve = ([start_point] if start_point else []) + rl_history(trainer, evals, script.rl_steps)
     trainer.save_model(rl_config.output_dir)
     print(
         f"stage 2: {script.rl_steps} RRHF steps ({trainer.state.global_step} optimizer steps) in {rl_energy.seconds:.0f}s"
@@ -341,7 +349,7 @@ def main():
     # 2b. SFT only, for the same wall-clock time as stage 2, from the same SFT checkpoint
     sft_only_dir = os.path.join(out, "sft_only")
     shutil.copytree(sft_dir, sft_only_dir, dirs_exist_ok=True)
-    sft_only_energy, extra_steps = sft(
+    sft_only_energy, extra_steps, sft_only_losses = sft(
         sft_dir, sft_only_dir, config, train, 0, script.rrhf_learning_rate, seconds=rl_energy.seconds
     )
 
@@ -377,7 +385,12 @@ def main():
         os.path.join(out, "results"),
         rows,
         notes,
-        extra={"rl_curve": curve, "wall_time_s": time.monotonic() - started},
+        extra={
+            "rl_curve": curve,
+            "sft_loss": sft_losses,
+            "sft_only_loss": sft_only_losses,
+            "wall_time_s": time.monotonic() - started,
+        },
     )
     plot_rl_curves(curve, os.path.join(out, "rl_curves.png"))
     final = os.path.join(out, "final_model")

@@ -41,7 +41,10 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
 
     with Image.open(out / "rl_curves.png") as img:
         assert img.size[0] > 300 and img.size[1] > 200
-    assert results["rl_curve"] and results["rl_curve"][0]["step"] == 1
+    curve = results["rl_curve"]
+    assert [h["step"] for h in curve] == [0, 1]  # the SFT checkpoint, then each RL step
+    assert "eval_pass_rate" in curve[0] and "pass_rate" in curve[1] and "eval_pass_rate" in curve[1]
+    assert results["sft_loss"] and all(h["loss"] > 0 for h in results["sft_loss"])
 
     assert (out / "final_model" / "model.safetensors").is_file()
     model, tok = load_model_and_tokenizer(out / "final_model")
