@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from .data.columns import DEFAULT_PREFIX, make_prompt
 from .execution import ExecutionConfig, Executor, validate_tests
 from .rewards import RewardDetails, UnitTestRewardFunction, completion_to_code
 from .trainer.generation import generate_completions, sampling_config, tokenize_prompts
 
 logger = logging.getLogger(__name__)
 
-# The prompt prefix the bundled benchmark trains with (`perfrl_trl.data.benchmark.DEFAULT_PREFIX`); kept here
-# as a literal so that inference does not import the benchmark generator.
-DEFAULT_PREFIX = "Write faster version:\n"
 TIERS = ("R1", "R2", "R3", "R4")
 
 
@@ -259,7 +257,7 @@ def optimize_program(
         if seed is not None:
             torch.manual_seed(seed)
         beams = num_beams if include_beam else 0
-        generated = _generate(model, tok, prefix + program, n, beams, batch_size, max_prompt_length, sampling)
+        generated = _generate(model, tok, make_prompt(program, prefix), n, beams, batch_size, max_prompt_length, sampling)
 
     # Whitespace around a whole program does not change what it does: it must not cost a second sandbox run.
     drafts: dict[str, dict] = {}

@@ -15,6 +15,8 @@ from perfrl_trl.data.benchmark import (
     validate_problems,
 )
 from perfrl_trl.data.benchmark.build import TARGET_KINDS
+from perfrl_trl.data.columns import CORE_COLUMNS
+from perfrl_trl.data.pie import FEATURES as PIE_FEATURES
 
 N_DISTINCT = 4  # problems generated per family in the shared fixture
 MAX_BEST_NOT_R4 = 2  # families whose sampled best solution may miss R4 (timing noise on a busy machine)
@@ -119,6 +121,8 @@ def test_build_benchmark_columns():
     assert set(ds) == {"train", "validation", "test", "test_ood"}
     for split in ds.values():
         assert set(split.column_names) >= COLUMNS
+        # the same contract, with the same types, as the PIE loader's
+        assert {k: split.features[k] for k in CORE_COLUMNS} == {k: PIE_FEATURES[k] for k in CORE_COLUMNS}
     row = ds["train"][0]
     assert row["prompt"] == DEFAULT_PREFIX + row["input_code"]
     assert row["problem_id"].startswith("bench/")

@@ -25,9 +25,10 @@ from typing import Any
 
 import datasets
 
+from .columns import DEFAULT_PREFIX, features, make_prompt
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_PREFIX = "Write faster version:\n"  # same instruction as the bundled benchmark's prompts
 _PROBLEM_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TEST_FILE = re.compile(r"^(input|output)\.(\d+)\.txt$")
 _CACHE_VERSION = "pie-executable-v1"
@@ -42,17 +43,7 @@ EXTRA_COLUMNS: dict[str, str] = {
     "submission_id_v1": "string",
     "user_id": "string",
 }
-FEATURES = datasets.Features(
-    {
-        "prompt": datasets.Value("string"),
-        "input_code": datasets.Value("string"),
-        "target_code": datasets.Value("string"),
-        "problem_id": datasets.Value("string"),
-        "tests": [{"input": datasets.Value("string"), "output": datasets.Value("string")}],
-        "jsonl_line": datasets.Value("int64"),
-        **{name: datasets.Value(dtype) for name, dtype in EXTRA_COLUMNS.items()},
-    }
-)
+FEATURES = features(jsonl_line="int64", **EXTRA_COLUMNS)
 
 
 class DataError(ValueError):
@@ -347,7 +338,7 @@ def load_pie(
                 tests_of[pid] = read_tests(tests_root, pid)
             except DataError as exc:
                 raise DataError(f"{exc} (needed by {pairs_jsonl}:{lineno})") from None
-        columns["prompt"].append(prefix + row[input_field])
+        columns["prompt"].append(make_prompt(row[input_field], prefix))
         columns["input_code"].append(row[input_field])
         columns["target_code"].append(row[target_field])
         columns["problem_id"].append(pid)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from ..columns import DEFAULT_PREFIX, features, make_prompt
 from ._registry import FAMILIES, Ctx
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PREFIX = "Write faster version:\n"
 DEFAULT_HELDOUT_FAMILIES: tuple[str, ...] = ("running_median", "anagram_pairs", "bit_count", "matrix_mult")
 TARGET_KINDS = ("optimal", "partial", "marginal")
 # A target counts as "partial" (rather than "optimal") when the best solution is this much faster than it.
@@ -226,28 +226,21 @@ def to_dataset(problems: Sequence[dict], prefix: str = DEFAULT_PREFIX) -> datase
     """
     import datasets
 
-    features = datasets.Features(
-        {
-            "prompt": datasets.Value("string"),
-            "input_code": datasets.Value("string"),
-            "target_code": datasets.Value("string"),
-            "problem_id": datasets.Value("string"),
-            "tests": [{"input": datasets.Value("string"), "output": datasets.Value("string")}],
-            "family": datasets.Value("string"),
-            "category": datasets.Value("string"),
-            "best_code": datasets.Value("string"),
-            "best_speedup": datasets.Value("float64"),
-            "target_speedup": datasets.Value("float64"),
-            "target_kind": datasets.Value("string"),
-        }
+    schema = features(
+        family="string",
+        category="string",
+        best_code="string",
+        best_speedup="float64",
+        target_speedup="float64",
+        target_kind="string",
     )
-    rows = {k: [] for k in features}
+    rows = {k: [] for k in schema}
     for p in problems:
-        rows["prompt"].append(prefix + p["input_code"])
-        for k in features:
+        rows["prompt"].append(make_prompt(p["input_code"], prefix))
+        for k in schema:
             if k != "prompt":
                 rows[k].append(p[k])
-    return datasets.Dataset.from_dict(rows, features=features)
+    return datasets.Dataset.from_dict(rows, features=schema)
 
 
 def build_benchmark(
