@@ -9,28 +9,11 @@ imported from the installed `perfrl_trl` package (`pip install perfrl_trl`).
 import datasets
 import evaluate
 
+from perfrl_trl import citations
 from perfrl_trl.metrics.arithmetic import DEFAULT_MARGIN, aggregate, results_from_runtimes
 from perfrl_trl.metrics.scoring import require_execution_opt_in, score_programs
 
-_CITATION = """\
-@inproceedings{shypula2024learning,
-  title     = {Learning Performance-Improving Code Edits},
-  author    = {Shypula, Alexander and Madaan, Aman and Zeng, Yimeng and Alon, Uri and Gardner, Jacob and
-               Hashemi, Milad and Neubig, Graham and Ranganathan, Parthasarathy and Bastani, Osbert and
-               Yazdanbakhsh, Amir},
-  booktitle = {The Twelfth International Conference on Learning Representations (ICLR)},
-  year      = {2024},
-  note      = {arXiv:2302.07867}
-}
-@article{duan2023perfrl,
-  title   = {PerfRL: A Small Language Model Framework for Efficient Code Optimization},
-  author  = {Duan, Shukai and Kanakaris, Nikos and Xiao, Xiongye and Ping, Heng and Zhou, Chenyu and
-             Ahmed, Nesreen K. and Ma, Guixiang and Capota, Mihai and Willke, Theodore L. and
-             Nazarian, Shahin and Bogdan, Paul},
-  journal = {arXiv preprint arXiv:2312.05657},
-  year    = {2023}
-}
-"""
+_CITATION = citations.PIE + citations.PERFRL
 
 _DESCRIPTION = """\
 Measures how much faster generated programs are than the slow programs they rewrite, as in PIE
