@@ -422,6 +422,22 @@ def test_caller_survives_a_dead_worker(executor):
     assert sum(w.restarts for w in executor._pool.workers) >= 1
 
 
+def test_workers_share_one_calibration(executor):
+    # Start both workers and restart one: every run must lose the same empty-run cost, or a candidate and
+    # a baseline timed on different workers would differ by calibration noise alone.
+    slow = "import time\ntime.sleep(0.3)\nprint(42)"
+    futures = [executor.submit(slow + "\n" * i, GOOD_TESTS, time_it=False) for i in range(2)]
+    assert all(f.result(timeout=30).tier == 3 for f in futures)
+    workers = executor._pool.workers
+    assert all(w.proc is not None for w in workers)
+    os.killpg(workers[0].proc.pid, 9)
+    workers[0].close()
+    assert executor.judge(GOOD + "\n", GOOD_TESTS, time_it=False).tier == 3
+    assert executor.judge(GOOD + "\n\n", GOOD_TESTS, time_it=False).tier == 3
+    overheads = {w.overhead_cpu for w in workers}
+    assert len(overheads) == 1 and 0 < overheads.pop() < 0.05, [w.overhead_cpu for w in workers]
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or rlimits_available(), reason="only meaningful as root with a private interpreter"
 )
@@ -460,3 +476,15 @@ def _try(func, *args):
         return func(*args)
     except Exception as exc:
         return exc
+
+
+def test_baseline_cache_is_bounded():
+    cfg = ExecutionConfig(timeout_s=2, n_trials=3, workers=1, cache_size=2)
+    fast = "print(int(input()) * 2)"
+    with Executor(cfg) as ex:
+        for i in range(4):
+            slow = f"x = {i}\n" + fast
+            verdict = ex.judge(fast, GOOD_TESTS, baseline=slow)
+            assert verdict.tier == 3 and verdict.baseline_status == "passed", verdict
+            assert len(ex._baselines) <= 2
+        assert ex.judge(fast, GOOD_TESTS, baseline="x = 0\n" + fast).baseline_status == "passed"  # re-timed

@@ -29,7 +29,8 @@ class ExecutionConfig:
         float_tol: Absolute tolerance when two output tokens both parse as floats.
         workers: Parallel sandboxed workers; defaults to the number of usable cores.
         isolation: ``"auto"`` (the strongest available), ``"bwrap"`` or ``"rlimits"``.
-        cache_size: Verdicts kept in memory for identical (program, tests, baseline) requests.
+        cache_size: Verdicts kept in memory for identical (program, tests, baseline) requests, and baseline
+            timings kept for reuse (each least recently used first out).
         extra_env: Extra environment variables for the programs (the environment is otherwise scrubbed).
 
     Example:

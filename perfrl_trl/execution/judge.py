@@ -168,7 +168,7 @@ class Executor:
         self._threads = ThreadPoolExecutor(self.config.num_workers, thread_name_prefix="perfrl-judge")
         self._lock = threading.Lock()
         self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
-        self._baselines: dict[str, Future] = {}
+        self._baselines: OrderedDict[str, Future] = OrderedDict()
         self.stats = {"runs": 0, "cache_hits": 0, "sandbox_errors": 0}
 
     def __enter__(self) -> Executor:
@@ -238,6 +238,9 @@ class Executor:
             owner = fut is None
             if owner:
                 fut = self._baselines[key] = Future()
+                self._evict_baselines()
+            else:
+                self._baselines.move_to_end(key)
         if not owner:
             return fut.result()
         try:
@@ -247,15 +250,27 @@ class Executor:
         except SandboxError as exc:
             timing = _Timing(False, "sandbox_error", str(exc), [])
             with self._lock:
-                del self._baselines[key]  # a crash is not a property of the baseline: retry next time
+                self._baselines.pop(key, None)  # a crash is not a property of the baseline: retry next time
         except BaseException as exc:
             # Whatever else goes wrong, the threads waiting on this baseline must not wait forever.
             with self._lock:
-                del self._baselines[key]
+                self._baselines.pop(key, None)
             fut.set_exception(exc)
             raise
         fut.set_result(timing)
         return timing
+
+    def _evict_baselines(self) -> None:
+        """Keep at most `cache_size` baselines, dropping the least recently used finished ones (lock held)."""
+        excess = len(self._baselines) - self.config.cache_size
+        stale = []
+        for key, fut in self._baselines.items():
+            if len(stale) >= excess:
+                break
+            if fut.done():  # a baseline still being timed has waiters: it stays
+                stale.append(key)
+        for key in stale:
+            del self._baselines[key]
 
     # -- public API -----------------------------------------------------------------------------------
     def judge(

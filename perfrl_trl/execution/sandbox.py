@@ -190,13 +190,14 @@ class Worker:
     :meth:`run` raises :class:`SandboxError` and the worker restarts itself on the next call.
     """
 
-    def __init__(self, config: ExecutionConfig, isolation: str):
+    def __init__(self, config: ExecutionConfig, isolation: str, calibration: dict | None = None):
         self.config = config
         self.isolation = isolation
         self.proc: subprocess.Popen | None = None
         self._tmp: str | None = None
         self.restarts = 0
         self.overhead_cpu = 0.0
+        self._calibration = {} if calibration is None else calibration
 
     def _start(self) -> None:
         if self.isolation == "bwrap":
@@ -221,8 +222,12 @@ class Worker:
         hello = self._read_frame(time.monotonic() + 30)
         if not hello.get("ready"):
             raise SandboxError(f"sandbox worker did not start: {hello!r}")
-        # CPU seconds of a run that does nothing, calibrated by this worker; timings leave it out.
-        self.overhead_cpu = float(hello.get("overhead_cpu", 0.0))
+        # CPU seconds of a run that does nothing; timings leave it out. The first worker's calibration
+        # serves the whole pool and every restart: a candidate and a cached baseline timed on different
+        # workers must lose the same constant, or calibration noise (up to 0.8 ms a run) decides R4.
+        self.overhead_cpu = self._calibration.setdefault(
+            "overhead_cpu", float(hello.get("overhead_cpu", 0.0))
+        )
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -318,7 +323,8 @@ class WorkerPool:
     """A fixed set of workers handed out one request at a time (thread-safe)."""
 
     def __init__(self, config: ExecutionConfig, isolation: str):
-        self.workers = [Worker(config, isolation) for _ in range(config.num_workers)]
+        self.calibration: dict[str, float] = {}  # shared by the workers (see Worker._start)
+        self.workers = [Worker(config, isolation, self.calibration) for _ in range(config.num_workers)]
         self._free = list(self.workers)
         self._cond = threading.Condition()
 
