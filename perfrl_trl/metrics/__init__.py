@@ -1,6 +1,7 @@
 """Code-optimisation metrics: %OPT, speedup (SP), runtime reduction (RTR), compile and pass rates.
 
 - `arithmetic`: the one implementation of the arithmetic, shared by the evaluate module and the trainer.
+- `intervals`: the Wilson and bootstrap confidence intervals it reports.
 - `scoring`: runs candidates against their slow input programs in the project's sandbox.
 - `registration`: installs `perfrl/speedup` into evaluate's module cache so it loads offline.
 - `speedup/`: the evaluate module itself, ready to publish as a Hub Space.
@@ -38,10 +39,9 @@ if TYPE_CHECKING:
         SampleResult,
         aggregate,
         best_of_k,
-        bootstrap_ci,
         results_from_runtimes,
-        wilson_interval,
     )
+    from .intervals import bootstrap_ci, wilson_interval
     from .scoring import (
         ALLOW_EXECUTION_ENV,
         ExecutionNotAllowedError,
@@ -57,12 +57,11 @@ _LAZY = {
             "SampleResult",
             "aggregate",
             "best_of_k",
-            "bootstrap_ci",
             "results_from_runtimes",
-            "wilson_interval",
         ),
         "arithmetic",
     ),
+    **dict.fromkeys(("bootstrap_ci", "wilson_interval"), "intervals"),
     **dict.fromkeys(
         (
             "ALLOW_EXECUTION_ENV",
