@@ -31,7 +31,7 @@ from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.energy import EnergyMeter
 from perfrl_trl.metrics.arithmetic import aggregate, best_of_k
 from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
-from perfrl_trl.reporting import mcnemar_exact, plot_rl_curves, write_results
+from perfrl_trl.reporting import mcnemar_exact, plot_loss_curves, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 
 # Each preset sets defaults; flags given on the command line (or in --config) still win.
@@ -393,12 +393,18 @@ def main():
         },
     )
     plot_rl_curves(curve, os.path.join(out, "rl_curves.png"))
+    # Whether SFT had plateaued before the comparison: the continuation is numbered after stage 1.
+    continued = [{**p, "step": p["step"] + sft_steps} for p in sft_only_losses]
+    plot_loss_curves(
+        {"stage 1: SFT": sft_losses, "stage 2b: SFT only (continued)": continued},
+        os.path.join(out, "sft_loss.png"),
+    )
     final = os.path.join(out, "final_model")
     trainer.save_model(final)
     with open(md_path) as fh:
         print(fh.read())
     print(
-        f"wrote {json_path}, {md_path}, {os.path.join(out, 'rl_curves.png')} and {final} "
+        f"wrote {json_path}, {md_path}, {os.path.join(out, 'rl_curves.png')}, {os.path.join(out, 'sft_loss.png')} and {final} "
         f"in {time.monotonic() - started:.0f}s"
     )
     if config.push_to_hub:

@@ -130,3 +130,34 @@ def plot_rl_curves(history: Sequence[dict[str, float]], path: str, title: str = 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_loss_curves(
+    series: dict[str, Sequence[dict[str, float]]], path: str, title: str = "SFT training loss"
+) -> str:
+    """Training-loss curves as a PNG, e.g. stage 1 SFT and the "SFT only" continuation, to see a plateau.
+
+    Args:
+        series: Label to points `{"step": int, "loss": float}`, as in `Trainer.state.log_history`. A series
+            may start at an offset, e.g. a continuation numbered after the steps it continues.
+        path: Where to write the PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for label, points in series.items():
+        if points:
+            ax.plot([p["step"] for p in points], [p["loss"] for p in points], label=label, linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (log scale)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

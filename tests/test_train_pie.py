@@ -39,8 +39,9 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
     assert "| SFT + RRHF (1 steps) | 3 |" in table and "McNemar" in table and "same wall-clock time" in table
     assert table in proc.stdout or table.strip() in proc.stdout  # printed at the end
 
-    with Image.open(out / "rl_curves.png") as img:
-        assert img.size[0] > 300 and img.size[1] > 200
+    for png in ("rl_curves.png", "sft_loss.png"):
+        with Image.open(out / png) as img:
+            assert img.size[0] > 300 and img.size[1] > 200
     curve = results["rl_curve"]
     assert [h["step"] for h in curve] == [0, 1]  # the SFT checkpoint, then each RL step
     assert "eval_pass_rate" in curve[0] and "pass_rate" in curve[1] and "eval_pass_rate" in curve[1]
