@@ -1,7 +1,7 @@
 """PerfRL, end to end: SFT on slow->fast pairs, K RRHF RL steps, evaluation (the paper's Table I and Fig. 2).
 
     accelerate launch examples/train_pie.py                       # default: offline, 2 CPU cores, <= 10 min
-    accelerate launch examples/train_pie.py --preset paper-small  # RRHF vs SFT at equal wall time (~1 h 45 min CPU)
+    accelerate launch examples/train_pie.py --preset paper-small  # RRHF vs SFT at equal wall time (~1h45 CPU)
     accelerate launch examples/train_pie.py --model_name_or_path Salesforce/codet5-small \
         --dataset pie --pie_dir ../shared/pie --preset paper       # the paper's setting, on a GPU box
     python examples/train_pie.py --config my_run.yaml              # any flag can also come from YAML
@@ -71,7 +71,7 @@ PRESETS = {
         execution_n_trials=3,
         eval_num_beams=2,
     ),
-    # RRHF against SFT-only at equal wall time, past SFT's plateau, on >= 500 held-out problems (~1 h 45 min CPU).
+    # RRHF against SFT-only at equal wall time, past SFT's plateau, on >= 500 held-out problems (~1h45 CPU).
     "paper-small": dict(
         model_size="small",
         n_per_family=130,  # 507 held-out test problems
@@ -278,7 +278,9 @@ def sft(
         trainer.train()
     trainer.save_model(out_dir)
     losses = [
-        {"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r and "step" in r
+        {"step": r["step"], "loss": r["loss"]}
+        for r in trainer.state.log_history
+        if "loss" in r and "step" in r
     ]
     return meter.reading, trainer.state.global_step, losses
 
@@ -403,10 +405,14 @@ def main():
     trainer.save_model(final)
     with open(md_path) as fh:
         print(fh.read())
-    print(
-        f"wrote {json_path}, {md_path}, {os.path.join(out, 'rl_curves.png')}, {os.path.join(out, 'sft_loss.png')} and {final} "
-        f"in {time.monotonic() - started:.0f}s"
-    )
+    written = [
+        json_path,
+        md_path,
+        os.path.join(out, "rl_curves.png"),
+        os.path.join(out, "sft_loss.png"),
+        final,
+    ]
+    print(f"wrote {', '.join(written)} in {time.monotonic() - started:.0f}s")
     if config.push_to_hub:
         trainer.push_to_hub(dataset_name=script.dataset)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
