@@ -257,7 +257,9 @@ def optimize_program(
         if seed is not None:
             torch.manual_seed(seed)
         beams = num_beams if include_beam else 0
-        generated = _generate(model, tok, make_prompt(program, prefix), n, beams, batch_size, max_prompt_length, sampling)
+        generated = _generate(
+            model, tok, make_prompt(program, prefix), n, beams, batch_size, max_prompt_length, sampling
+        )
 
     # Whitespace around a whole program does not change what it does: it must not cost a second sandbox run.
     drafts: dict[str, dict] = {}
