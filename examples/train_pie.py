@@ -89,6 +89,30 @@ PRESETS = {
         execution_n_trials=3,
         rank_on_differing_tokens=True,
     ),
+    # The same comparison on 10 families with short programs, so that a from-scratch model on a CPU passes
+    # some problems within minutes and the reward has passing candidates to rank (~55 min CPU).
+    "focused": dict(
+        model_size="small",
+        families=(
+            "sum_formula,stdin_lines,output_join,string_concat,reverse_prepend,membership_set,count_dict,"
+            "hand_sort,kth_sort,dict_keys_list"
+        ),
+        n_per_family=510,  # 510 held-out test problems
+        sft_steps=100000,
+        sft_seconds=1200,
+        rl_steps=3,
+        rl_prompts=48,
+        max_eval=600,
+        val_size=24,
+        skip_before=True,  # a random model passes nothing: shown by paper-small
+        learning_rate=1e-3,
+        per_device_train_batch_size=8,
+        max_completion_length=192,
+        max_prompt_length=320,
+        rrhf_learning_rate=2e-4,
+        execution_n_trials=3,
+        rank_on_differing_tokens=True,
+    ),
     "paper": dict(
         dataset="pie",
         sft_steps=20000,
