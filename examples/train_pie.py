@@ -190,6 +190,7 @@ class EvalCurve(TrainerCallback):
                 {
                     "eval_pass_rate": metrics["eval_percent_passed"] / 100,
                     "eval_opt_rate": metrics.get("eval_percent_optimized", 0) / 100,
+                    "eval_compile_rate": metrics.get("eval_percent_compiled", 0) / 100,
                 }
             )
 

@@ -98,7 +98,8 @@ def plot_rl_curves(history: Sequence[dict[str, float]], path: str, title: str = 
 
     Args:
         history: One dict per RL step with ``step`` and any of ``pass_rate``, ``opt_rate``, ``compile_rate``
-            (fractions of the generated candidates) and ``eval_pass_rate``/``eval_opt_rate`` (held-out).
+            (fractions of the generated candidates) and ``eval_compile_rate``/``eval_pass_rate``/``eval_opt_rate``
+            (held-out).
         path: Where to write the PNG.
     """
     import matplotlib
@@ -112,6 +113,7 @@ def plot_rl_curves(history: Sequence[dict[str, float]], path: str, title: str = 
         "compile_rate": ("compile (candidates)", "C2", ":"),
         "pass_rate": ("pass (candidates)", "C0", "-"),
         "opt_rate": ("optimised (candidates)", "C1", "-"),
+        "eval_compile_rate": ("compile (held-out)", "C2", "-."),
         "eval_pass_rate": ("pass (held-out)", "C0", "--"),
         "eval_opt_rate": ("%OPT (held-out)", "C1", "--"),
     }

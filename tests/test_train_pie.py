@@ -44,7 +44,8 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
             assert img.size[0] > 300 and img.size[1] > 200
     curve = results["rl_curve"]
     assert [h["step"] for h in curve] == [0, 1]  # the SFT checkpoint, then each RL step
-    assert "eval_pass_rate" in curve[0] and "pass_rate" in curve[1] and "eval_pass_rate" in curve[1]
+    assert {"eval_pass_rate", "eval_compile_rate"} <= set(curve[0])
+    assert {"pass_rate", "eval_pass_rate", "eval_compile_rate"} <= set(curve[1])
     assert results["sft_loss"] and all(h["loss"] > 0 for h in results["sft_loss"])
 
     assert (out / "final_model" / "model.safetensors").is_file()
