@@ -1,7 +1,8 @@
 """PerfRL, end to end: SFT on slow->fast pairs, K RRHF RL steps, evaluation (the paper's Table I and Fig. 2).
 
     accelerate launch examples/train_pie.py                       # default: offline, 2 CPU cores, <= 10 min
-    accelerate launch examples/train_pie.py --preset paper-small  # RRHF vs SFT at equal wall time (~1h45 CPU)
+    accelerate launch examples/train_pie.py --preset paper-small  # RRHF vs SFT at equal wall time (~80 min CPU)
+    accelerate launch examples/train_pie.py --preset focused      # the same on 10 short-program families (~45 min)
     accelerate launch examples/train_pie.py --model_name_or_path Salesforce/codet5-small \
         --dataset pie --pie_dir ../shared/pie --preset paper       # the paper's setting, on a GPU box
     python examples/train_pie.py --config my_run.yaml              # any flag can also come from YAML
@@ -71,7 +72,7 @@ PRESETS = {
         execution_n_trials=3,
         eval_num_beams=2,
     ),
-    # RRHF against SFT-only at equal wall time, past SFT's plateau, on >= 500 held-out problems (~1h45 CPU).
+    # RRHF against SFT-only at equal wall time on >= 500 held-out problems (~80 min CPU; SFT has not plateaued).
     "paper-small": dict(
         model_size="small",
         n_per_family=130,  # 507 held-out test problems
@@ -90,7 +91,7 @@ PRESETS = {
         rank_on_differing_tokens=True,
     ),
     # The same comparison on 10 families with short programs, so that a from-scratch model on a CPU passes
-    # some problems within minutes and the reward has passing candidates to rank (~55 min CPU).
+    # some problems within minutes and the reward has passing candidates to rank (~45 min CPU).
     "focused": dict(
         model_size="small",
         families=(
