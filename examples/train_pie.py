@@ -35,6 +35,24 @@ from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
 from perfrl_trl.reporting import mcnemar_exact, plot_loss_curves, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 
+_PAPER_SMALL = dict(
+    model_size="small",
+    n_per_family=130,  # 507 held-out test problems
+    sft_steps=100000,
+    sft_seconds=2400,
+    rl_steps=3,
+    rl_prompts=96,
+    max_eval=600,
+    val_size=32,
+    learning_rate=1e-3,
+    per_device_train_batch_size=8,
+    max_completion_length=192,
+    max_prompt_length=320,
+    rrhf_learning_rate=2e-4,
+    execution_n_trials=3,
+    rank_on_differing_tokens=True,
+)
+
 # Each preset sets defaults; flags given on the command line (or in --config) still win.
 PRESETS = {
     # <= 10 minutes on 2 CPU cores: stages are bounded by wall-clock budgets as well as step counts.
@@ -73,46 +91,20 @@ PRESETS = {
         eval_num_beams=2,
     ),
     # RRHF against SFT-only at equal wall time on >= 500 held-out problems (~80 min CPU; SFT has not plateaued).
-    "paper-small": dict(
-        model_size="small",
-        n_per_family=130,  # 507 held-out test problems
-        sft_steps=100000,
-        sft_seconds=2400,
-        rl_steps=3,
-        rl_prompts=96,
-        max_eval=600,
-        val_size=32,
-        learning_rate=1e-3,
-        per_device_train_batch_size=8,
-        max_completion_length=192,
-        max_prompt_length=320,
-        rrhf_learning_rate=2e-4,
-        execution_n_trials=3,
-        rank_on_differing_tokens=True,
-    ),
+    "paper-small": _PAPER_SMALL,
     # The same comparison on 10 families with short programs, so that a from-scratch model on a CPU passes
     # some problems within minutes and the reward has passing candidates to rank (~45 min CPU).
     "focused": dict(
-        model_size="small",
+        _PAPER_SMALL,
         families=(
             "sum_formula,stdin_lines,output_join,string_concat,reverse_prepend,membership_set,count_dict,"
             "hand_sort,kth_sort,dict_keys_list"
         ),
         n_per_family=510,  # 510 held-out test problems
-        sft_steps=100000,
         sft_seconds=1200,
-        rl_steps=3,
         rl_prompts=48,
-        max_eval=600,
         val_size=24,
         skip_before=True,  # a random model passes nothing: shown by paper-small
-        learning_rate=1e-3,
-        per_device_train_batch_size=8,
-        max_completion_length=192,
-        max_prompt_length=320,
-        rrhf_learning_rate=2e-4,
-        execution_n_trials=3,
-        rank_on_differing_tokens=True,
     ),
     "paper": dict(
         dataset="pie",

@@ -6,7 +6,7 @@ transformers when first used.
 
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -35,8 +35,5 @@ from .metrics.registration import ensure_registered as _ensure_registered  # noq
 _ensure_registered()
 
 
-def __getattr__(name: str):
-    # Lazy, so `perfrl-trl score` and sandbox users do not pay for importing torch.
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'perfrl_trl' has no attribute {name!r}")
+# Lazy, so `perfrl-trl score` and sandbox users do not pay for importing torch.
+__getattr__ = lazy_attributes(__name__, _LAZY)[0]

@@ -6,16 +6,17 @@ inference) stays cheap to import.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .benchmark import FAMILIES, build_benchmark, generate_problems
     from .pie import DataError, FilterReport, filter_executable, load_pie
 
 _LAZY = {
-    **dict.fromkeys(("FAMILIES", "build_benchmark", "generate_problems"), "benchmark"),
-    **dict.fromkeys(("DataError", "FilterReport", "filter_executable", "load_pie"), "pie"),
+    **dict.fromkeys(("FAMILIES", "build_benchmark", "generate_problems"), ".benchmark"),
+    **dict.fromkeys(("DataError", "FilterReport", "filter_executable", "load_pie"), ".pie"),
 }
 
 __all__ = [
@@ -29,11 +30,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -22,9 +22,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes
 from .registration import (
     METRIC_NAME,
     ensure_registered,
@@ -59,9 +59,9 @@ _LAZY = {
             "best_of_k",
             "results_from_runtimes",
         ),
-        "arithmetic",
+        ".arithmetic",
     ),
-    **dict.fromkeys(("bootstrap_ci", "wilson_interval"), "intervals"),
+    **dict.fromkeys(("bootstrap_ci", "wilson_interval"), ".intervals"),
     **dict.fromkeys(
         (
             "ALLOW_EXECUTION_ENV",
@@ -70,7 +70,7 @@ _LAZY = {
             "require_execution_opt_in",
             "score_programs",
         ),
-        "scoring",
+        ".scoring",
     ),
 }
 
@@ -95,12 +95,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # numpy (arithmetic) is only paid for when the metrics are used, not at `import perfrl_trl`.
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# numpy (arithmetic) is only paid for when the metrics are used, not at `import perfrl_trl`.
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
