@@ -22,10 +22,17 @@ class ExecutionConfig:
         max_processes: ``RLIMIT_NPROC`` of a run: processes and threads it may create.
         max_open_files: ``RLIMIT_NOFILE`` of a run.
         output_limit_bytes: Cap on stdout and on stderr of one run; going over it fails the run.
-        n_trials: Timed repeats over all tests, after one untimed correctness run.
+        n_trials: Timed repeats over all tests, after one untimed correctness run (with
+            ``sequential_timing``, the most a candidate gets: it stops as soon as its verdict is clear).
         margin: A candidate is faster only if ``baseline_time / candidate_time >= margin``.
         alpha: Significance level of the one-sided Mann-Whitney test that the speed-up must also pass.
         min_time_diff_s: Smallest difference of median CPU time (summed over tests) that counts as real.
+        sequential_timing: Spend trials only while the verdict is open: a candidate clearly not faster
+            than its cached baseline stops after two measurements (its correctness run counts as one),
+            one clearly faster goes straight to the paired confirmation, and that confirmation may stop
+            at an early look, with the significance level split so that false "faster" verdicts stay
+            below ``alpha`` (docs/concepts.md). ``False`` gives the fixed rule: ``n_trials`` timed runs,
+            then ``n_trials`` paired runs of each program for an apparent win.
         float_tol: Absolute tolerance when two output tokens both parse as floats.
         workers: Parallel sandboxed workers; defaults to the number of usable cores.
         isolation: ``"auto"`` (the strongest available), ``"bwrap"`` or ``"rlimits"``.
@@ -53,6 +60,7 @@ class ExecutionConfig:
     margin: float = 1.10
     alpha: float = 0.05
     min_time_diff_s: float = 2e-4
+    sequential_timing: bool = True
     float_tol: float = 1e-3
     workers: int | None = None
     isolation: str = "auto"
@@ -76,6 +84,10 @@ class ExecutionConfig:
             raise ValueError(
                 f"ExecutionConfig.n_trials={self.n_trials} can never show a significant speed-up at "
                 f"alpha={self.alpha} (use n_trials >= 3 at alpha 0.05), so no program could ever be R4"
+            )
+        if not isinstance(self.sequential_timing, bool):
+            raise ValueError(
+                f"ExecutionConfig.sequential_timing must be True or False, got {self.sequential_timing!r}"
             )
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"ExecutionConfig.workers must be >= 1 or None, got {self.workers!r}")

@@ -16,7 +16,7 @@ from statistics import median
 
 from .config import ExecutionConfig
 from .sandbox import SandboxError, WorkerPool, resolve_isolation
-from .timing import decide_faster
+from .timing import NOT_FASTER, PROMISING, SpeedupDecision, confirm_paired, decide_faster, screen
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,18 @@ class _Timing:
     trials: list[float]
 
 
+@dataclass(frozen=True)
+class _Check:
+    """The correctness run of one (program, tests); ``cpu`` is its net CPU over the tests when it passed."""
+
+    compiled: bool
+    passed: bool
+    status: str
+    error: str | None
+    n_passed: int
+    cpu: float | None = None
+
+
 def validate_tests(tests: object, where: str = "tests") -> list[dict]:
     """Check the ``[{"input": str, "output": str}, ...]`` shape, naming the offending entry."""
     if not isinstance(tests, (list, tuple)):
@@ -168,8 +180,22 @@ class Executor:
         self._threads = ThreadPoolExecutor(self.config.num_workers, thread_name_prefix="perfrl-judge")
         self._lock = threading.Lock()
         self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
+        self._pending: dict[str, Future] = {}  # verdicts being computed, for identical requests meanwhile
+        self._checks: OrderedDict[str, _Check] = OrderedDict()
         self._baselines: OrderedDict[str, Future] = OrderedDict()
-        self.stats = {"runs": 0, "cache_hits": 0, "sandbox_errors": 0}
+        # requests: judge calls; cache_hits: of those, answered by an earlier or in-flight identical
+        # request; runs: verdicts computed; check_hits: correctness runs reused for the same (program,
+        # tests); baselines_timed: baselines checked and timed; timed_runs: timed executions of a program
+        # over all its tests (candidates and baselines).
+        self.stats = {
+            "requests": 0,
+            "cache_hits": 0,
+            "runs": 0,
+            "check_hits": 0,
+            "baselines_timed": 0,
+            "timed_runs": 0,
+            "sandbox_errors": 0,
+        }
 
     def __enter__(self) -> Executor:
         return self
@@ -189,26 +215,46 @@ class Executor:
         finally:
             self._pool.release(worker)
 
-    def _check(self, code: str, tests: list[dict]) -> tuple[bool, bool, str, str | None, int]:
-        """The untimed correctness run: (compiled, passed, status, error, tests passed)."""
+    def _check(self, code: str, tests: list[dict]) -> _Check:
+        """The untimed correctness run, shared by every request for the same (program, tests)."""
+        key = _digest("check", code, tests, self.config.key())
+        with self._lock:
+            cached = self._checks.get(key)
+            if cached is not None:
+                self._checks.move_to_end(key)
+                self.stats["check_hits"] += 1
+                return cached
+        check = self._check_uncached(code, tests)
+        with self._lock:
+            self._checks[key] = check
+            while len(self._checks) > self.config.cache_size:
+                self._checks.popitem(last=False)
+        return check
+
+    def _check_uncached(self, code: str, tests: list[dict]) -> _Check:
         reply = self._run(code, [t["input"] for t in tests], repeats=1)
         if not reply["compiled"]:
-            return False, False, "compile_error", reply.get("error"), 0
+            return _Check(False, False, "compile_error", reply.get("error"), 0)
         n_ok = 0
         for run, test in zip(reply["runs"], tests):
             if run["exit"] != 0 or run["timeout"] or run["output_limit"]:
-                return True, False, *_classify(run), n_ok
+                return _Check(True, False, *_classify(run), n_ok)
             if not compare_outputs(run["stdout"], test["output"], self.config.float_tol):
-                return True, False, "wrong_answer", f"wrong output on test {n_ok}", n_ok
+                return _Check(True, False, "wrong_answer", f"wrong output on test {n_ok}", n_ok)
             n_ok += 1
-        return True, True, "passed", None, n_ok
+        return _Check(True, True, "passed", None, n_ok, sum(r["cpu_net"] for r in reply["runs"]))
 
-    def _time(self, code: str, tests: list[dict]) -> list[float]:
+    def _time(self, code: str, tests: list[dict], repeats: int | None = None) -> list[float]:
+        repeats = self.config.n_trials if repeats is None else repeats
         inputs = [t["input"] for t in tests]
-        reply = self._run(code, inputs, repeats=self.config.n_trials)
+        reply = self._run(code, inputs, repeats=repeats)
         runs = reply["runs"]
-        if len(runs) != len(inputs) * self.config.n_trials:
+        if len(runs) != len(inputs) * repeats or any(
+            r["exit"] != 0 or r["timeout"] or r["output_limit"] for r in runs
+        ):
             raise SandboxError("a timed run failed after the correctness run had passed")
+        with self._lock:
+            self.stats["timed_runs"] += repeats
         per_test = len(inputs)
         return [sum(r["cpu_net"] for r in runs[i : i + per_test]) for i in range(0, len(runs), per_test)]
 
@@ -228,7 +274,43 @@ class Executor:
                     out.append(sum(r["cpu_net"] for r in runs))
         finally:
             self._pool.release(worker)
+            with self._lock:
+                self.stats["timed_runs"] += len(cand) + len(base)
         return cand, base
+
+    def _time_paired_sequential(
+        self, code: str, baseline: str, tests: list[dict]
+    ) -> tuple[list[float], list[float], SpeedupDecision]:
+        """:func:`confirm_paired` with its early look, every run on one worker."""
+        cfg = self.config
+        inputs = [t["input"] for t in tests]
+        worker = self._pool.acquire()
+        n_runs = 0
+
+        def run(program: str) -> float:
+            nonlocal n_runs
+            runs = worker.run(program, inputs, repeats=1)["runs"]
+            if len(runs) != len(inputs) or any(
+                r["exit"] != 0 or r["timeout"] or r["output_limit"] for r in runs
+            ):
+                raise SandboxError("a timed run failed after the correctness run had passed")
+            n_runs += 1
+            return sum(r["cpu_net"] for r in runs)
+
+        try:
+            return confirm_paired(
+                lambda: run(code),
+                lambda: run(baseline),
+                cfg.n_trials,
+                cfg.margin,
+                cfg.alpha,
+                cfg.min_time_diff_s,
+                sequential=True,
+            )
+        finally:
+            self._pool.release(worker)
+            with self._lock:
+                self.stats["timed_runs"] += n_runs
 
     def _baseline(self, baseline: str, tests: list[dict]) -> _Timing:
         """Time the baseline once per (program, tests) and share the measurement (thread-safe)."""
@@ -244,9 +326,19 @@ class Executor:
         if not owner:
             return fut.result()
         try:
-            _, passed, status, error, _ = self._check(baseline, tests)
-            trials = self._time(baseline, tests) if passed else []
-            timing = _Timing(passed, status, error, trials)
+            check = self._check(baseline, tests)
+            trials = []
+            if check.passed and self.config.sequential_timing:
+                # The cached baseline only screens candidates (the paired confirmation re-times it for an
+                # apparent win), so three values do: its correctness run and two timed runs. A warm-up
+                # in the first value makes the baseline look slower, which can cost a confirmation,
+                # never grant a false "faster".
+                trials = [check.cpu, *self._time(baseline, tests, repeats=min(2, self.config.n_trials))]
+            elif check.passed:
+                trials = self._time(baseline, tests)
+            timing = _Timing(check.passed, check.status, check.error, trials)
+            with self._lock:
+                self.stats["baselines_timed"] += 1
         except SandboxError as exc:
             timing = _Timing(False, "sandbox_error", str(exc), [])
             with self._lock:
@@ -293,33 +385,71 @@ class Executor:
             raise ValueError(f"program must be a str, got {type(program).__name__}")
         key = _digest(program, tests, baseline, time_it, self.config.key())
         with self._lock:
+            self.stats["requests"] += 1
             cached = self._verdicts.get(key)
             if cached is not None:
                 self._verdicts.move_to_end(key)
                 self.stats["cache_hits"] += 1
                 return cached
-        verdict = self._judge_uncached(program, tests, baseline, time_it)
+            # An identical request already being judged (greedy and sampled candidates often coincide,
+            # and are submitted together): wait for its verdict rather than judge it twice.
+            pending = self._pending.get(key)
+            if pending is not None:
+                self.stats["cache_hits"] += 1
+            else:
+                self._pending[key] = Future()
+        if pending is not None:
+            return pending.result()
+        fut = self._pending[key]
+        try:
+            verdict = self._judge_uncached(program, tests, baseline, time_it)
+        except BaseException as exc:
+            with self._lock:
+                self._pending.pop(key, None)
+            fut.set_exception(exc)
+            raise
         with self._lock:
             self.stats["runs"] += 1
+            self._pending.pop(key, None)
             if verdict.status != "sandbox_error":
                 self._verdicts[key] = verdict
                 while len(self._verdicts) > self.config.cache_size:
                     self._verdicts.popitem(last=False)
+        fut.set_result(verdict)
         return verdict
 
     def _judge_uncached(
         self, program: str, tests: list[dict], baseline: str | None, time_it: bool
     ) -> Verdict:
         try:
-            compiled, passed, status, error, n_ok = self._check(program, tests)
+            check = self._check(program, tests)
         except SandboxError as exc:
             with self._lock:
                 self.stats["sandbox_errors"] += 1
             logger.warning("candidate crashed the sandbox (scored as a failure): %s", exc)
             return Verdict(True, False, "sandbox_error", str(exc), len(tests), 0, isolation=self.isolation)
-        verdict = Verdict(compiled, passed, status, error, len(tests), n_ok, isolation=self.isolation)
-        if not (passed and time_it):
+        verdict = Verdict(
+            check.compiled, check.passed, check.status, check.error, len(tests), check.n_passed,
+            isolation=self.isolation,
+        )  # fmt: skip
+        if not (check.passed and time_it):
             return verdict
+        if baseline is not None and program == baseline:
+            # The baseline itself, word for word (a policy that returns its input): it cannot be faster
+            # than itself, and its timing is the baseline's, so nothing needs to run again.
+            base = self._baseline(baseline, tests)
+            verdict.baseline_status = base.status
+            if base.passed:
+                verdict.trials, verdict.baseline_trials = list(base.trials), list(base.trials)
+                verdict.runtime = verdict.baseline_runtime = median(base.trials)
+                verdict.speedup = 1.0
+            return verdict
+        if self.config.sequential_timing:
+            return self._time_sequential(verdict, program, tests, baseline, check)
+        return self._time_fixed(verdict, program, tests, baseline)
+
+    def _time_fixed(self, verdict: Verdict, program: str, tests: list[dict], baseline: str | None) -> Verdict:
+        """The fixed rule: ``n_trials`` timed runs; an apparent win is re-measured paired, ``n_trials`` each."""
         try:
             verdict.trials = self._time(program, tests)
         except SandboxError as exc:
@@ -349,6 +479,61 @@ class Executor:
             verdict.trials, verdict.baseline_trials = cand_trials, base_trials
             verdict.runtime = median(cand_trials)
             verdict.baseline_runtime = median(base_trials)
+        verdict.speedup, verdict.faster, verdict.p_value = decision.speedup, decision.faster, decision.p_value
+        return verdict
+
+    def _time_sequential(
+        self, verdict: Verdict, program: str, tests: list[dict], baseline: str | None, check: _Check
+    ) -> Verdict:
+        """The sequential rule: trials only while the verdict is open (see ``sequential_timing``).
+
+        The correctness run's CPU time is the candidate's first trial: any warm-up it carries makes the
+        candidate look slower, never faster.
+        """
+        cfg = self.config
+        trials = [check.cpu]
+        try:
+            if baseline is None:
+                # No verdict to decide: the runtime is for reporting, from the same number of values.
+                trials += self._time(program, tests, repeats=cfg.n_trials - 1)
+                verdict.trials, verdict.runtime = trials, median(trials)
+                return verdict
+            base = self._baseline(baseline, tests)
+            verdict.baseline_status = base.status
+            if not base.passed:
+                verdict.trials, verdict.runtime = trials, median(trials)
+                return verdict
+            decision: SpeedupDecision | None = None
+            while True:
+                if len(trials) >= 2:
+                    state = screen(trials, base.trials, cfg.margin, cfg.min_time_diff_s)
+                    if state == NOT_FASTER:
+                        # Its best trial already misses, so the medians do too: never "faster" here.
+                        decision = decide_faster(
+                            trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s
+                        )
+                        break
+                    if state == PROMISING:
+                        break
+                if len(trials) >= cfg.n_trials:
+                    # Still open after every trial: the fixed rule's screen decides whether to confirm.
+                    decision = decide_faster(trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
+                    if decision.faster:
+                        decision = None
+                    break
+                trials += self._time(program, tests, repeats=1)
+            verdict.trials, verdict.runtime = trials, median(trials)
+            verdict.baseline_trials, verdict.baseline_runtime = base.trials, median(base.trials)
+            if decision is None:
+                cand_trials, base_trials, decision = self._time_paired_sequential(program, baseline, tests)
+                verdict.trials, verdict.baseline_trials = cand_trials, base_trials
+                verdict.runtime, verdict.baseline_runtime = median(cand_trials), median(base_trials)
+        except SandboxError as exc:
+            # It passed once but failed while being timed (flaky or hostile): a pass, never "faster".
+            verdict.error = f"timing failed: {exc}"
+            verdict.trials = trials
+            verdict.runtime = median(trials)
+            return verdict
         verdict.speedup, verdict.faster, verdict.p_value = decision.speedup, decision.faster, decision.p_value
         return verdict
 

@@ -5,12 +5,20 @@ margin, the difference is larger than the timer's noise floor, and a one-sided M
 the trials says the candidate's times are lower. On identical programs this keeps false "faster"
 verdicts near zero, where the paper's one-run wall-time rule called a program faster than itself in
 over half of the pairs.
+
+The sequential rule (``ExecutionConfig.sequential_timing``, the default) spends trials only while the
+verdict is open: :func:`screen` stops a candidate that is clearly not faster than its cached baseline
+after two measurements, and :func:`paired_looks` lets the paired confirmation stop at a first look when
+the win is already complete, with the significance level split between the looks so that the chance of
+a false "faster" stays at most ``alpha`` (see docs/concepts.md, "Timing and faster").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from math import comb
 from statistics import median
 
 
@@ -98,3 +106,154 @@ def decide_faster(
     p = mann_whitney_less(candidate, baseline)
     faster = speedup >= margin and (b - c) >= min_time_diff_s and p <= alpha
     return SpeedupDecision(speedup, faster, p)
+
+
+# The screen's three outcomes.
+NOT_FASTER, PROMISING, OPEN = "not_faster", "promising", "open"
+
+# The first look of the sequential paired confirmation: 4 candidate and 3 baseline runs alternated on
+# one worker (C B C B C B C). Complete separation there has probability 1 / C(7, 3) = 1/35 under H0.
+FIRST_LOOK = (4, 3)
+
+
+def min_p_value(n: int, m: int) -> float:
+    """The smallest one-sided Mann-Whitney p-value with ``n`` and ``m`` samples: ``1 / C(n + m, n)``.
+
+    Example:
+        ```python
+        >>> round(min_p_value(4, 3), 4)
+        0.0286
+        ```
+    """
+    return 1 / comb(n + m, n)
+
+
+@dataclass(frozen=True)
+class Look:
+    """One interim analysis of the paired confirmation: its sample sizes and the alpha spent on it."""
+
+    n_candidate: int
+    n_baseline: int
+    alpha: float
+
+
+def paired_looks(n_trials: int, alpha: float, sequential: bool = True) -> tuple[Look, ...]:
+    """The looks of the paired confirmation, with an alpha spending that keeps the total at ``alpha``.
+
+    Without ``sequential``: one look after ``n_trials`` runs of each program (the fixed rule). With it, a
+    first look after 4 candidate and 3 baseline runs that accepts only complete separation (alpha
+    ``1/35``), then the final look at ``n_trials`` each with the rest, ``alpha - 1/35``. By Bonferroni,
+    a candidate no faster than its baseline (trials exchangeable) passes some look with probability at
+    most the sum, ``alpha``. The first look is skipped when it would leave the final look unable to
+    reach significance, or when ``n_trials`` is below 5 (no room for a second look).
+
+    Args:
+        n_trials: Runs of each program at the final look.
+        alpha: The total significance level.
+        sequential: Whether to add the early look.
+
+    Example:
+        ```python
+        >>> [(l.n_candidate, l.n_baseline, round(l.alpha, 4)) for l in paired_looks(5, 0.05)]
+        [(4, 3, 0.0286), (5, 5, 0.0214)]
+        >>> len(paired_looks(5, 0.05, sequential=False))
+        1
+        ```
+    """
+    final = Look(n_trials, n_trials, alpha)
+    if not sequential or n_trials < 5:
+        return (final,)
+    first_alpha = min_p_value(*FIRST_LOOK)
+    rest = alpha - first_alpha
+    if rest < min_p_value(n_trials, n_trials):
+        return (final,)
+    return (Look(*FIRST_LOOK, first_alpha), Look(n_trials, n_trials, rest))
+
+
+def screen(
+    candidate: list[float], baseline: list[float], margin: float = 1.10, min_time_diff_s: float = 2e-4
+) -> str:
+    """Where a candidate stands against its cached baseline after a few trials.
+
+    ``NOT_FASTER`` when even its best trial misses the margin or the minimum difference against the
+    baseline's median (more trials can only confirm a miss, unless all of them so far were slowed
+    down); ``PROMISING`` when every trial clears both (worth the paired confirmation now); ``OPEN``
+    otherwise. The screen never grants R4: only the paired confirmation does, so a wrong screen costs
+    time or detection, never a false R4.
+
+    Args:
+        candidate: CPU seconds per trial of the candidate so far.
+        baseline: CPU seconds per trial of the baseline.
+        margin: Required ratio ``median(baseline) / candidate``.
+        min_time_diff_s: Required difference in seconds.
+
+    Example:
+        ```python
+        >>> screen([0.010, 0.011], [0.010, 0.010, 0.011])  # itself
+        'not_faster'
+        >>> screen([0.004, 0.005], [0.010, 0.010, 0.011])  # twice as fast on every trial
+        'promising'
+        ```
+    """
+    if not candidate or not baseline:
+        return NOT_FASTER
+    b = median(baseline)
+    best, worst = min(candidate), max(candidate)
+    if b < margin * best or b - best < min_time_diff_s:
+        return NOT_FASTER
+    if b >= margin * worst and b - worst >= min_time_diff_s:
+        return PROMISING
+    return OPEN
+
+
+def confirm_paired(
+    run_candidate: Callable[[], float],
+    run_baseline: Callable[[], float],
+    n_trials: int = 5,
+    margin: float = 1.10,
+    alpha: float = 0.05,
+    min_time_diff_s: float = 2e-4,
+    sequential: bool = True,
+) -> tuple[list[float], list[float], SpeedupDecision]:
+    """The paired confirmation: candidate and baseline runs alternated, decided at each of :func:`paired_looks`.
+
+    Runs are taken in the order C B C B ..., so drift over the confirmation hits both programs alike. A
+    look grants "faster" at its own share of alpha. A look where even the best candidate run misses the
+    margin against the baseline's median ends the confirmation early: the win is not there.
+
+    Args:
+        run_candidate: Runs the candidate once over all tests; returns its CPU seconds.
+        run_baseline: The same for the baseline.
+        n_trials: Runs of each program at the final look.
+        margin: Required ratio of medians, baseline over candidate.
+        alpha: Total significance level, split over the looks.
+        min_time_diff_s: Required difference of the medians, in seconds.
+        sequential: Whether to add the early look (``False``: one look after ``n_trials`` each).
+
+    Returns:
+        The candidate's and the baseline's runs, and the decision of the last look taken.
+
+    Example:
+        ```python
+        >>> fast, slow = iter([0.010, 0.011, 0.009, 0.010, 0.012]), iter([0.030, 0.031, 0.029, 0.030, 0.032])
+        >>> cand, base, decision = confirm_paired(lambda: next(fast), lambda: next(slow))
+        >>> len(cand), len(base), decision.faster  # stopped at the first look: complete separation
+        (4, 3, True)
+        ```
+    """
+    cand: list[float] = []
+    base: list[float] = []
+    decision = SpeedupDecision(None, False, None)
+    for look in paired_looks(n_trials, alpha, sequential):
+        while len(cand) < look.n_candidate or len(base) < look.n_baseline:
+            take_cand = len(cand) < look.n_candidate and (
+                len(cand) <= len(base) or len(base) >= look.n_baseline
+            )
+            if take_cand:
+                cand.append(run_candidate())
+            else:
+                base.append(run_baseline())
+        decision = decide_faster(cand, base, margin, look.alpha, min_time_diff_s)
+        if decision.faster or screen(cand, base, margin, min_time_diff_s) == NOT_FASTER:
+            break
+    return cand, base, decision

@@ -103,10 +103,12 @@ def score_programs(
         margin (`float`, defaults to 1.10): the %OPT margin; the executor's significance test uses it.
         executor (`perfrl_trl.execution.Executor`, *optional*):
             A running executor to reuse (e.g. the trainer's, with its verdict cache). It should run
-            with the same `margin`. By default a private executor is started and closed.
+            with the same `margin`. By default the process-wide executor for these settings
+            (`perfrl_trl.execution.get_executor`), so repeated calls time each slow program once and
+            never judge an identical (program, tests, baseline) twice.
         execution_config (`ExecutionConfig` or `dict`, *optional*):
-            Settings of the private executor (timeouts, trials, workers...); its margin is set to
-            `margin`. Ignored when `executor` is given.
+            Settings of that executor (timeouts, trials, workers...); its margin is set to `margin`.
+            Ignored when `executor` is given.
         progress (`bool` or `str`, defaults to `False`): show a progress bar (a string is its title).
 
     Returns:
@@ -123,7 +125,7 @@ def score_programs(
     100.0
     ```
     """
-    from perfrl_trl.execution import Executor, validate_tests
+    from perfrl_trl.execution import get_executor, validate_tests
 
     n = len(predictions)
     for field, column in (("references", references), ("tests", tests)):
@@ -153,13 +155,10 @@ def score_programs(
             jobs.append((cand, checked, ref))
             owners.append(i)
 
-    own = executor is None
-    ex = Executor(_config_with_margin(execution_config, margin)) if own else executor
-    try:
-        verdicts = ex.judge_many(jobs, time_it=True, progress=progress)
-    finally:
-        if own:
-            ex.close()
+    # A shared executor keeps its baseline timings and verdicts across calls (an evaluation every few
+    # steps re-scores the same slow programs); it is closed at exit.
+    ex = get_executor(_config_with_margin(execution_config, margin)) if executor is None else executor
+    verdicts = ex.judge_many(jobs, time_it=True, progress=progress)
 
     exec_margin = float(getattr(getattr(ex, "config", None), "margin", margin))
     out: list[list[SampleResult]] = [[] for _ in range(n)]

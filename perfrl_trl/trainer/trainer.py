@@ -166,6 +166,10 @@ class RRHFTrainer(Trainer):
 
     # -- step 1 and 2: generate and score ------------------------------------------------------------
     def _generate_and_score(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        return self._score_and_collate(self._generate(rows))
+
+    def _generate(self, rows: list[dict]) -> dict[str, Any]:
+        """Generate the candidates of ``rows``, submitting each to the sandbox as soon as it exists."""
         args, tok = self.args, self.processing_class
         model = self.accelerator.unwrap_model(self.model)
         columns = {k: [row[k] for row in rows] for k in rows[0]}
@@ -195,11 +199,18 @@ class RRHFTrainer(Trainer):
                 for offset, group in enumerate(generate_completions(model, tok, inputs, config, k)):
                     for c in group:
                         add(start + offset, c.ids, c.text, source, c.truncated)
-        generated = time.perf_counter()
-        rewards, verdicts = self.scorer.finish(pending, columns)
+        self._metrics["train"]["timing/generate_s"].append(time.perf_counter() - started)
+        return {"rows": rows, "columns": columns, "candidates": candidates, "pending": pending}
+
+    def _score_and_collate(self, generated: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Wait for the candidates' rewards and collate them for the loss."""
+        args, tok = self.args, self.processing_class
+        columns, candidates = generated["columns"], generated["candidates"]
+        prompts = columns["prompt"]
+        waiting = time.perf_counter()
+        rewards, verdicts = self.scorer.finish(generated["pending"], columns)
         # Sandbox work overlaps generation; what is left to wait for after it is the cost scoring adds.
-        self._metrics["train"]["timing/generate_s"].append(generated - started)
-        self._metrics["train"]["timing/score_wait_s"].append(time.perf_counter() - generated)
+        self._metrics["train"]["timing/score_wait_s"].append(time.perf_counter() - waiting)
         self._log_candidates(candidates, rewards, verdicts)
 
         examples = []
@@ -251,7 +262,12 @@ class RRHFTrainer(Trainer):
         """Generate and score every micro-batch of the accumulation step up front, so the tuning loss is
         normalised by the best-candidate tokens of the whole step (exact under gradient accumulation)."""
         raw, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
-        batches = [self._generate_and_score(rows) for rows in raw]
+        before = self._executor_stats()
+        # Every micro-batch is generated before any is waited for, so the sandbox times the first
+        # micro-batch's candidates while the next ones are generated.
+        generated = [self._generate(rows) for rows in raw]
+        batches = [self._score_and_collate(g) for g in generated]
+        self._log_cache_stats(before, self._executor_stats())
         counts = torch.tensor(
             [
                 [
@@ -274,6 +290,23 @@ class RRHFTrainer(Trainer):
         for b in batches:
             b["num_groups_in_batch"] = counts[1]
         return batches, counts[0]
+
+    def _executor_stats(self) -> dict[str, int] | None:
+        reward = self.scorer.unit_test_reward
+        return dict(reward.executor.stats) if reward is not None else None
+
+    def _log_cache_stats(self, before: dict[str, int] | None, after: dict[str, int] | None) -> None:
+        """Per step: the share of sandbox requests served by an identical earlier one, and the baselines
+        timed (after the first pass over the data, 0: each is timed once per problem for the whole run)."""
+        if before is None or after is None:
+            return
+        keys = ("requests", "cache_hits", "baselines_timed", "timed_runs")
+        delta = torch.tensor([after.get(k, 0) - before.get(k, 0) for k in keys], dtype=torch.float64)
+        delta = self.accelerator.reduce(delta.to(self.accelerator.device), reduction="sum").cpu()
+        m = self._metrics["train"]
+        m["reward/cache_hit_rate"].append(delta[1].item() / max(delta[0].item(), 1.0))
+        m["reward/baselines_timed"].append(delta[2].item())
+        m["reward/timed_runs"].append(delta[3].item())
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         started = time.perf_counter()
