@@ -78,13 +78,27 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox_info(args: argparse.Namespace) -> int:
-    from .execution import bwrap_available, resolve_isolation
+    import os
+
+    from .execution import resolve_isolation
+    from .execution.sandbox import drop_uid_for_rlimits, find_bwrap
 
     try:
         level = resolve_isolation("auto")
     except RuntimeError as exc:
         level = f"none ({exc})"
-    print(json.dumps({"isolation": level, "bwrap_available": bwrap_available()}))
+    bwrap = find_bwrap()
+    info = {
+        "isolation": level,
+        "bwrap_available": bwrap.path is not None,
+        "bwrap": bwrap.path,
+        "bwrap_source": bwrap.source,
+        "bwrap_problems": list(bwrap.problems),
+    }
+    if level == "rlimits":
+        uid = drop_uid_for_rlimits()
+        info["runs_as_uid"] = os.geteuid() if uid is None else uid
+    print(json.dumps(info))
     return 0
 
 

