@@ -245,6 +245,8 @@ class SFTCollator:
         max_completion_length: Longest target kept (EOS included).
         prompt_column: Column with the prompt text.
         target_column: Column with the target program.
+        prompt_truncation_side: ``"right"`` (default) keeps the start of a long prompt, as generation does
+            (the tokenizer truncates on the right), so the model is trained on the prompts it will be given.
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -253,6 +255,7 @@ class SFTCollator:
     max_completion_length: int | None = None
     prompt_column: str = "prompt"
     target_column: str = "target_code"
+    prompt_truncation_side: str = "right"
 
     def __post_init__(self):
         self._inner = RRHFCandidateCollator.from_tokenizer(
@@ -260,6 +263,7 @@ class SFTCollator:
             is_encoder_decoder=self.is_encoder_decoder,
             max_prompt_length=self.max_prompt_length,
             max_completion_length=self.max_completion_length,
+            prompt_truncation_side=self.prompt_truncation_side,
         )
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -270,7 +274,16 @@ class SFTCollator:
                     raise ValueError(
                         f"row {i}: column {column!r} must be a string, got {row.get(column)!r:.60}"
                     )
-            prompt_ids = self.tokenizer(row[self.prompt_column])["input_ids"]
+            if self.prompt_truncation_side == "right":
+                # The tokenizer's own truncation, exactly as generation tokenizes prompts (the closing
+                # special token is kept), so training and generation see the same prompt ids.
+                prompt_ids = self.tokenizer(
+                    row[self.prompt_column],
+                    truncation=self.max_prompt_length is not None,
+                    max_length=self.max_prompt_length,
+                )["input_ids"]
+            else:
+                prompt_ids = self.tokenizer(row[self.prompt_column])["input_ids"]
             target_ids = self.tokenizer(row[self.target_column], add_special_tokens=False)["input_ids"]
             examples.append(
                 {"prompt_ids": prompt_ids, "candidates": [{"completion_ids": target_ids, "reward": 0.0}]}

@@ -163,3 +163,44 @@ def plot_loss_curves(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_pretrain_curve(
+    losses: Sequence[dict[str, float]],
+    points: Sequence[dict[str, float]],
+    path: str,
+    title: str = "Bundled checkpoint: SFT from scratch",
+) -> str:
+    """Training loss and held-out rates against optimizer steps, as a PNG.
+
+    Args:
+        losses: ``{"step", "loss"}`` points as logged.
+        points: ``{"step", "pass_rate", "compile_rate"}`` (fractions) from evaluating saved checkpoints.
+        path: Where to write the PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    if losses:
+        ax.plot([p["step"] for p in losses], [p["loss"] for p in losses], color="C7", linewidth=1, label="loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (log scale)")
+    ax.grid(alpha=0.3, which="both")
+    right = ax.twinx()
+    for key, label, color in (("pass_rate", "pass (held-out)", "C0"), ("compile_rate", "compile (held-out)", "C2")):
+        pts = [(p["step"], 100 * p[key]) for p in points if p.get(key) is not None]
+        if pts:
+            right.plot(*zip(*pts), "o-", color=color, label=label)
+    right.set_ylim(-3, 103)
+    right.set_ylabel("rate (%)")
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="center right")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

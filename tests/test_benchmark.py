@@ -167,3 +167,30 @@ def test_validate_problems_fills_measurements(sample, executor):
             assert p["target_kind"] == "optimal" and p["target_speedup"] == p["best_speedup"]
         else:
             assert p["target_kind"] != "optimal" or p["best_speedup"] <= 1.5 * p["target_speedup"]
+
+
+def test_default_lengths_keep_whole_programs():
+    """The recipes' default max_completion_length (256) keeps >= 99% of targets and best solutions with their
+    EOS, and every prompt within max_prompt_length (256), so SFT never teaches the model not to stop."""
+    from perfrl_trl.models import load_tokenizer
+
+    tok = load_tokenizer()
+    problems = generate_problems(n_per_family=12, seed=0)
+    for key in ("target_code", "best_code"):
+        lengths = [len(tok(p[key], add_special_tokens=False)["input_ids"]) + 1 for p in problems]
+        assert sum(n <= 256 for n in lengths) / len(lengths) >= 0.99, key
+    prompts = to_dataset(problems)["prompt"]
+    assert max(len(tok(p)["input_ids"]) for p in prompts) <= 256
+
+
+def test_pretraining_problems_never_meet_the_evaluation_splits():
+    from perfrl_trl.data.benchmark.pretraining import EVAL_RESERVE, EVAL_SEED, pretraining_problems
+
+    problems, dropped = pretraining_problems(6, families=["sum_formula", "string_concat", "running_median"])
+    assert {p["family"] for p in problems} == {"sum_formula", "string_concat"}  # held-out family dropped
+    assert len(problems) + dropped == 12
+    bench = build_benchmark(n_per_family=EVAL_RESERVE // 10, seed=EVAL_SEED, families=["sum_formula", "string_concat"])
+    evaluation = {code for split in bench.values() for code in split["input_code"]}
+    assert not evaluation & {p["input_code"] for p in problems}
+    with pytest.raises(ValueError, match="differ"):
+        pretraining_problems(2, seed=EVAL_SEED)

@@ -1,5 +1,6 @@
 """Code models and the bundled offline tokenizer (see `factory` and `tokenization`)."""
 
+from .bundled import BUNDLED_CHECKPOINT, export_checkpoint
 from .factory import (
     DECODER_PRESETS,
     T5_PRESETS,
@@ -12,12 +13,14 @@ from .factory import (
 from .tokenization import BUNDLED_TOKENIZER_DIR, load_tokenizer, prepare_tokenizer
 
 __all__ = [
+    "BUNDLED_CHECKPOINT",
     "BUNDLED_TOKENIZER_DIR",
     "DECODER_PRESETS",
     "T5_PRESETS",
     "build_model",
     "count_parameters",
     "create_pretrained",
+    "export_checkpoint",
     "load_model_and_tokenizer",
     "load_tokenizer",
     "model_config",

@@ -1,0 +1,327 @@
+"""Paired evaluation: several models on the same held-out problems, with per-problem outcomes.
+
+Table I compares models on one split. Comparing their rates alone throws away the pairing; McNemar's exact
+test on per-problem outcomes keeps it. [`evaluate_models`] generates each model's beams on the same problems,
+judges every program (and, optionally, the dataset's own target) in one batch on one executor, so the slow
+baselines are timed once for all models, and returns per-problem outcomes in dataset order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .metrics.arithmetic import aggregate, best_of_k
+from .metrics.scoring import score_programs
+from .reporting import mcnemar_exact
+from .trainer.generation import generate_completions, sampling_config, tokenize_prompts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from .trainer.config import RRHFConfig
+
+TARGET = "dataset target"
+
+
+@dataclass
+class ProblemOutcome:
+    """One model on one problem, after best-of-k over its returned beams.
+
+    Args:
+        problem_id: The row's ``problem_id`` (or its index as a string).
+        family: The row's ``family`` when the dataset has one.
+        target_kind: ``optimal``, ``partial`` or ``marginal`` for the bundled benchmark.
+        compiled: Whether any returned program compiles.
+        passed: Whether the chosen program passes every test.
+        optimized: Passed and significantly faster than the slow input by the margin (%OPT).
+        speedup: Slow runtime over the chosen program's, when it passed.
+        beats_target: Passed and faster than the dataset's own target by the margin; `None` when the target
+            was not judged or did not pass.
+        truncated: Every returned program hit the token limit before EOS.
+    """
+
+    problem_id: str
+    family: str | None
+    target_kind: str | None
+    compiled: bool | None
+    passed: bool
+    optimized: bool
+    speedup: float | None
+    beats_target: bool | None
+    truncated: bool
+
+
+@dataclass
+class ModelEvaluation:
+    """A model's summary (Table I's row, with intervals) and its per-problem outcomes, in dataset order."""
+
+    name: str
+    summary: dict[str, Any]
+    outcomes: list[ProblemOutcome]
+
+    @property
+    def passed(self) -> list[bool]:
+        return [o.passed for o in self.outcomes]
+
+    @property
+    def optimized(self) -> list[bool]:
+        return [o.optimized for o in self.outcomes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "summary": self.summary, "outcomes": [asdict(o) for o in self.outcomes]}
+
+
+@torch.no_grad()
+def beam_programs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    config: RRHFConfig,
+    device: torch.device | None = None,
+    threads: int | None = None,
+) -> tuple[list[list[str]], list[list[bool]]]:
+    """Beam search (``eval_num_beams``), ``eval_num_return_sequences`` programs per prompt, as the trainer's
+    evaluation does; returns the programs and their truncation flags.
+
+    Args:
+        model: A seq2seq or causal LM.
+        tokenizer: Its tokenizer.
+        prompts: The prompts.
+        config: Supplies the lengths, beams and ``generation_batch_size``.
+        device: Where to run (default: the model's device).
+        threads: Torch CPU threads while generating (default: all usable cores; restored afterwards).
+    """
+    from .trainer.sft import usable_cores
+
+    device = device or next(model.parameters()).device
+    base = sampling_config(
+        model.generation_config,
+        max_new_tokens=config.max_completion_length,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        do_sample=False,
+        num_beams=config.eval_num_beams,
+        repetition_penalty=config.repetition_penalty,
+        no_repeat_ngram_size=config.no_repeat_ngram_size,
+    )
+    previous = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(threads or usable_cores())
+    programs: list[list[str]] = []
+    truncated: list[list[bool]] = []
+    try:
+        step = config.generation_batch_size or 8
+        for start in range(0, len(prompts), step):
+            inputs = tokenize_prompts(tokenizer, prompts[start : start + step], config.max_prompt_length, device)
+            for group in generate_completions(model, tokenizer, inputs, base, config.eval_num_return_sequences):
+                programs.append([c.text for c in group])
+                truncated.append([c.truncated for c in group])
+    finally:
+        torch.set_num_threads(previous)
+    return programs, truncated
+
+
+def _load(model: str | os.PathLike | PreTrainedModel, tokenizer=None):
+    if isinstance(model, (str, os.PathLike)):
+        from .models import load_model_and_tokenizer
+
+        return load_model_and_tokenizer(model)
+    if tokenizer is None:
+        raise ValueError("evaluate_models: a model object needs its tokenizer (pass tokenizers={name: tok})")
+    return model, tokenizer
+
+
+def evaluate_models(
+    models: Mapping[str, str | os.PathLike | PreTrainedModel],
+    dataset,
+    config: RRHFConfig,
+    tokenizers: Mapping[str, PreTrainedTokenizerBase] | None = None,
+    compare_to_target: bool = True,
+    executor=None,
+    n_bootstrap: int = 1000,
+) -> dict[str, ModelEvaluation]:
+    """Evaluate several models on the same problems and judge all their programs together.
+
+    Generation is split across processes when `torch.distributed` is initialised; judging runs on the main
+    process, on one executor, so each slow baseline is timed once for every model. Every process returns the
+    same result.
+
+    Args:
+        models: ``{name: checkpoint folder, Hub id, or model}``.
+        dataset: Rows with ``prompt``, ``input_code`` and ``tests`` (and, for `compare_to_target`,
+            ``target_code``); ``problem_id``, ``family`` and ``target_kind`` are carried when present.
+        config: An [`RRHFConfig`]: lengths, beams, margin and execution settings.
+        tokenizers: Tokenizers for the entries of `models` that are model objects.
+        compare_to_target: Also judge each problem's ``target_code`` and report, per model, whether its
+            program beats the dataset's own target (``beats_target``); the target itself is returned under
+            the name ``"dataset target"``.
+        executor: A running `perfrl_trl.execution.Executor`; defaults to the shared one for the config's
+            execution settings (the one the trainer's reward uses, so baselines are reused).
+        n_bootstrap: Bootstrap resamples for the SP/RTR intervals.
+
+    Returns:
+        ``{name: ModelEvaluation}`` in the order of `models` (then the target).
+
+    Example:
+        ```python
+        >>> evals = evaluate_models({"sft": "outputs/sft", "rrhf": "outputs/rrhf"}, test, config)  # doctest: +SKIP
+        >>> paired_tests(evals["rrhf"], evals["sft"])["pass_p"]  # doctest: +SKIP
+        ```
+    """
+    columns = set(dataset.column_names)
+    needed = {"prompt", "input_code", "tests"} | ({"target_code"} if compare_to_target else set())
+    if needed - columns:
+        raise ValueError(f"evaluate_models: the dataset lacks column(s) {sorted(needed - columns)}")
+    if len(dataset) == 0:
+        raise ValueError("evaluate_models: the dataset is empty")
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+    n = len(dataset)
+    mine = list(range(rank, n, world))
+    prompts = [dataset[i]["prompt"] for i in mine]
+
+    generated: dict[str, tuple[list[list[str]], list[list[bool]]]] = {}
+    for name, model in models.items():
+        m, tok = _load(model, (tokenizers or {}).get(name))
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+        if device is not None:
+            m = m.to(device)
+        progs, trunc = beam_programs(m, tok, prompts, config, device=device)
+        if dist:
+            shards: list[Any] = [None] * world
+            torch.distributed.all_gather_object(shards, (mine, progs, trunc))
+            by_index: dict[int, tuple[list[str], list[bool]]] = {}
+            for idx, p, t in shards:
+                by_index.update({i: (pp, tt) for i, pp, tt in zip(idx, p, t)})
+            progs = [by_index[i][0] for i in range(n)]
+            trunc = [by_index[i][1] for i in range(n)]
+        generated[name] = (progs, trunc)
+
+    result: list[Any] = [None]
+    if rank == 0:
+        result[0] = _judge(generated, dataset, config, compare_to_target, executor, n_bootstrap)
+    if dist:
+        torch.distributed.broadcast_object_list(result, src=0)
+    return result[0]
+
+
+def _judge(generated, dataset, config, compare_to_target, executor, n_bootstrap) -> dict[str, ModelEvaluation]:
+    from .execution import ExecutionConfig, get_executor
+
+    n = len(dataset)
+    refs = list(dataset["input_code"])
+    tests = list(dataset["tests"])
+    names = list(generated)
+    predictions: list[list[str]] = [p for name in names for p in generated[name][0]]
+    if compare_to_target:
+        predictions += [[t] for t in dataset["target_code"]]
+    ex = executor or get_executor(ExecutionConfig(**config.execution_config_kwargs()))
+    results = score_programs(
+        predictions,
+        refs * (len(predictions) // n),
+        tests * (len(predictions) // n),
+        margin=config.speedup_margin,
+        executor=ex,
+        progress=f"judging {len(predictions)} problem rows",
+    )
+    margin = config.speedup_margin
+    target_best = [best_of_k(r, margin) for r in results[len(names) * n :]] if compare_to_target else None
+
+    def column(key: str) -> list:
+        return list(dataset[key]) if key in dataset.column_names else [None] * n
+
+    ids, families, kinds = column("problem_id"), column("family"), column("target_kind")
+    out: dict[str, ModelEvaluation] = {}
+    for k, name in enumerate([*names, *([TARGET] if compare_to_target else [])]):
+        rows = results[k * n : (k + 1) * n]
+        trunc = generated[name][1] if name in generated else [[False]] * n
+        outcomes = []
+        for i, cands in enumerate(rows):
+            best = best_of_k(cands, margin)
+            beats = None
+            if target_best is not None and target_best[i].passed and name != TARGET:
+                t, m = target_best[i].new_time, best.new_time
+                beats = bool(best.passed and t is not None and m is not None and m * margin < t)
+            outcomes.append(
+                ProblemOutcome(
+                    problem_id=str(ids[i] if ids[i] is not None else i),
+                    family=families[i],
+                    target_kind=kinds[i],
+                    compiled=best.compiled,
+                    passed=best.passed,
+                    optimized=best.is_optimized(margin),
+                    speedup=best.speedup if best.passed else None,
+                    beats_target=beats,
+                    truncated=all(trunc[i]),
+                )
+            )
+        summary = aggregate(rows, margin=margin, n_bootstrap=n_bootstrap)
+        summary["truncation_rate"] = sum(o.truncated for o in outcomes) / n
+        out[name] = ModelEvaluation(name, summary, outcomes)
+    return out
+
+
+def paired_tests(a: ModelEvaluation, b: ModelEvaluation) -> dict[str, Any]:
+    """Exact McNemar tests of `a` against `b` on per-problem pass and on per-problem "optimised".
+
+    Returns:
+        ``pass_p``, ``opt_p`` (two-sided), and the discordant counts ``pass_only_a``, ``pass_only_b``,
+        ``opt_only_a``, ``opt_only_b``.
+    """
+    if [o.problem_id for o in a.outcomes] != [o.problem_id for o in b.outcomes]:
+        raise ValueError(f"paired_tests: {a.name!r} and {b.name!r} were not evaluated on the same problems")
+    out: dict[str, Any] = {}
+    for key, xa, xb in (("pass", a.passed, b.passed), ("opt", a.optimized, b.optimized)):
+        out[f"{key}_p"] = mcnemar_exact(xa, xb)
+        out[f"{key}_only_a"] = sum(x and not y for x, y in zip(xa, xb))
+        out[f"{key}_only_b"] = sum(y and not x for x, y in zip(xa, xb))
+    return out
+
+
+def beats_target_share(evaluation: ModelEvaluation, kinds: Sequence[str] = ("partial", "marginal")) -> dict:
+    """Share of problems whose dataset target is only partly optimised where the model beat that target.
+
+    Args:
+        evaluation: A model's evaluation from [`evaluate_models`] with ``compare_to_target=True``.
+        kinds: The ``target_kind`` values counted.
+
+    Returns:
+        ``{"n": problems of those kinds with a passing target, "beats": count, "share": fraction or None}``.
+    """
+    pool = [o for o in evaluation.outcomes if o.target_kind in kinds and o.beats_target is not None]
+    beats = sum(o.beats_target for o in pool)
+    return {"n": len(pool), "beats": beats, "share": beats / len(pool) if pool else None}
+
+
+def per_family(evals: Mapping[str, ModelEvaluation], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Per family: problem count and, per model in `names`, pass and %OPT rates (in percent)."""
+    first = evals[names[0]]
+    families = sorted({o.family or "-" for o in first.outcomes})
+    rows = []
+    for fam in families:
+        row: dict[str, Any] = {"family": fam}
+        for name in names:
+            sel = [o for o in evals[name].outcomes if (o.family or "-") == fam]
+            row["n"] = len(sel)
+            row[f"{name} pass"] = 100 * sum(o.passed for o in sel) / len(sel)
+            row[f"{name} %OPT"] = 100 * sum(o.optimized for o in sel) / len(sel)
+        rows.append(row)
+    return rows
+
+
+def family_table_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table of [`per_family`]'s rows."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        cells = [f"{r[k]:.0f}" if isinstance(r[k], float) and not math.isnan(r[k]) else str(r[k]) for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""Paired evaluation of several models on the same problems, judged in the real sandbox."""
+
+from __future__ import annotations
+
+import pytest
+from datasets import Dataset
+
+from perfrl_trl.comparison import (
+    TARGET,
+    beats_target_share,
+    evaluate_models,
+    family_table_markdown,
+    paired_tests,
+    per_family,
+)
+from perfrl_trl.data.benchmark import build_benchmark
+from perfrl_trl.models import create_pretrained
+from perfrl_trl.trainer import RRHFConfig
+
+
+@pytest.fixture(scope="module")
+def problems():
+    test = build_benchmark(n_per_family=10, families=["sum_formula", "membership_set"], heldout_families=())["test"]
+    return test
+
+
+def test_models_and_target_are_judged_on_the_same_problems(problems, tmp_path):
+    a = create_pretrained("t5", "tiny", tmp_path / "a", seed=0)
+    b = create_pretrained("t5", "tiny", tmp_path / "b", seed=1)
+    config = RRHFConfig(
+        str(tmp_path / "out"), report_to="none", max_completion_length=24, max_prompt_length=160,
+        eval_num_beams=2, eval_num_return_sequences=2, use_cpu=True,
+    )
+    evals = evaluate_models({"a": a, "b": b}, problems, config, n_bootstrap=0)
+    assert list(evals) == ["a", "b", TARGET]
+    ids = list(problems["problem_id"])
+    for e in evals.values():
+        assert [o.problem_id for o in e.outcomes] == ids  # dataset order, whatever the judging order
+        assert e.summary["n_samples"] == len(ids)
+    # Random tiny models write no passing program; the dataset's targets all pass.
+    assert not any(evals["a"].passed) and all(evals[TARGET].passed)
+    assert all(o.truncated for o in evals["a"].outcomes)  # 24 tokens never reach EOS at random
+    assert all(o.beats_target is False for o in evals["a"].outcomes)
+    assert {o.family for o in evals["a"].outcomes} == {"sum_formula", "membership_set"}
+
+    tests = paired_tests(evals["a"], evals[TARGET])
+    assert tests["pass_only_b"] == len(ids) and tests["pass_only_a"] == 0
+    assert tests["pass_p"] == pytest.approx(2 * 0.5 ** len(ids))
+    share = beats_target_share(evals["a"], kinds=("optimal", "partial", "marginal"))
+    assert share == {"n": len(ids), "beats": 0, "share": 0.0}
+    rows = per_family(evals, ["a", TARGET])
+    assert [r["family"] for r in rows] == ["membership_set", "sum_formula"]
+    assert all(r[f"{TARGET} pass"] == 100 and r["a pass"] == 0 for r in rows)
+    assert "| membership_set |" in family_table_markdown(rows)
+
+
+def test_the_dataset_target_can_beat_itself_only_by_noise(problems, tmp_path):
+    """A 'model' whose programs are the targets themselves is never judged faster than the target."""
+    config = RRHFConfig(str(tmp_path / "out"), report_to="none", use_cpu=True)
+    from perfrl_trl.comparison import _judge
+
+    targets = [[t] for t in problems["target_code"]]
+    evals = _judge({"copy": (targets, [[False]] * len(targets))}, problems, config, True, None, 0)
+    assert all(evals["copy"].passed)
+    assert not any(o.beats_target for o in evals["copy"].outcomes)
+
+
+def test_bad_input_is_named(tmp_path):
+    config = RRHFConfig(str(tmp_path / "out"), report_to="none", use_cpu=True)
+    rows = Dataset.from_dict({"prompt": ["x"], "tests": [[{"input": "", "output": ""}]]})
+    with pytest.raises(ValueError, match="input_code"):
+        evaluate_models({"m": str(tmp_path)}, rows, config)
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_models({"m": str(tmp_path)}, rows.add_column("input_code", ["x"]).select([]), config,
+                        compare_to_target=False)
