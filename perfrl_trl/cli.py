@@ -6,45 +6,21 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
-
-def _read_program(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"perfrl-trl: cannot read program {path}: {exc}") from None
-
-
-def _read_tests_dir(path: str) -> list[dict]:
-    from .data.pie import DataError, read_tests
-
-    folder = Path(path).resolve()
-    try:
-        return read_tests(folder.parent, folder.name)
-    except DataError as exc:
-        raise SystemExit(f"perfrl-trl: bad --tests folder: {exc}") from None
-
-
-def _execution_config(args: argparse.Namespace):
-    from .execution import ExecutionConfig
-
-    try:
-        return ExecutionConfig(
-            timeout_s=args.timeout, n_trials=args.trials, margin=args.margin, isolation=args.isolation
-        )
-    except ValueError as exc:
-        raise SystemExit(f"perfrl-trl: {exc}") from None
+# Both import only the standard library at module level: each command imports its own dependencies when it
+# runs, so `score`, `sandbox-info` and `register-metrics` never load torch or transformers.
+from ._cli_common import add_execution_args, execution_config, read_program, read_tests_dir
+from .cli_optimize import add_optimize_parser
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .rewards import UnitTestRewardFunction
 
-    program = _read_program(args.program)
-    baseline = _read_program(args.baseline) if args.baseline else None
-    tests = _read_tests_dir(args.tests)
+    program = read_program(args.program)
+    baseline = read_program(args.baseline) if args.baseline else None
+    tests = read_tests_dir(args.tests)
     try:
-        reward = UnitTestRewardFunction(execution_config=_execution_config(args), graded=args.graded)
+        reward = UnitTestRewardFunction(execution_config=execution_config(args), graded=args.graded)
         details = reward.score([program], [tests], [baseline] if baseline is not None else None)[0]
     except RuntimeError as exc:  # no safe sandbox on this machine
         raise SystemExit(f"perfrl-trl: {exc}") from None
@@ -110,13 +86,6 @@ def cmd_register_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_execution_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit per test run, seconds")
-    p.add_argument("--trials", type=int, default=5, help="timed repeats over all tests")
-    p.add_argument("--margin", type=float, default=1.10, help="speed-up needed for R4")
-    p.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "rlimits"])
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfrl-trl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -128,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tests", required=True, help="folder with input.N.txt / output.N.txt (PIE layout)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--graded", action="store_true", help="grade R4 by the measured speed-up")
-    _add_execution_args(p)
+    add_execution_args(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("sandbox-info", help="print the isolation level this machine offers")
@@ -137,8 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("register-metrics", help="make evaluate.load('perfrl/speedup') work offline")
     p.add_argument("--force", action="store_true", help="rewrite the cached module even if present")
     p.set_defaults(func=cmd_register_metrics)
-
-    from .cli_optimize import add_optimize_parser
 
     add_optimize_parser(sub)
     return parser

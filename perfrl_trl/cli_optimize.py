@@ -7,7 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from .inference import DEFAULT_PREFIX
+from ._cli_common import add_execution_args, execution_config, read_program, read_tests_dir
+
+# Not from .inference (which imports torch and transformers): building the parser for any subcommand must
+# stay light; inference is imported when `optimize` runs.
+from .data.columns import DEFAULT_PREFIX
 
 EXIT_FOUND, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -44,8 +48,6 @@ def add_optimize_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         (4, True)
         ```
     """
-    from .cli import _add_execution_args
-
     p = subparsers.add_parser(
         "optimize",
         help="sample faster versions of a program with a model; print the best one verified in the sandbox",
@@ -73,7 +75,7 @@ def add_optimize_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--cpu-threads", type=int, help="torch threads on CPU (default: half the cores)")
     p.add_argument("-o", "--output", help="write the verified program here (nothing is written if none)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_execution_args(p)
+    add_execution_args(p)
     p.set_defaults(func=cmd_optimize)
     return p
 
@@ -96,14 +98,13 @@ def _error(message: str) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from .cli import _execution_config, _read_program, _read_tests_dir
     from .inference import optimize_program
 
     if args.num_samples < 0 or args.num_beams < 1 or (args.num_samples == 0 and args.no_beam):
         return _error("need -n >= 0, --num-beams >= 1 and at least one candidate")
-    program = _read_program(args.program)
-    tests = _read_tests_dir(args.tests)
-    config = _execution_config(args)
+    program = read_program(args.program)
+    tests = read_tests_dir(args.tests)
+    config = execution_config(args)
     try:
         result = optimize_program(
             program,

@@ -10,6 +10,7 @@ the time limit, as PerfRL does before training.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -21,11 +22,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import datasets
+from typing import TYPE_CHECKING, Any
 
 from .columns import DEFAULT_PREFIX, features, make_prompt
+
+if TYPE_CHECKING:
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,19 @@ EXTRA_COLUMNS: dict[str, str] = {
     "submission_id_v1": "string",
     "user_id": "string",
 }
-FEATURES = features(jsonl_line="int64", **EXTRA_COLUMNS)
+
+
+@functools.cache
+def _pie_features() -> datasets.Features:
+    return features(jsonl_line="int64", **EXTRA_COLUMNS)
+
+
+def __getattr__(name: str) -> Any:
+    # `FEATURES` is built on first use: it imports `datasets` (seconds), which callers of `read_tests` alone,
+    # such as `perfrl-trl score`, do not need.
+    if name == "FEATURES":
+        return _pie_features()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class DataError(ValueError):
@@ -330,7 +344,10 @@ def load_pie(
     if not tests_root.is_dir():
         raise DataError(f"{tests_root}: tests folder not found")
     tests_of: dict[str, list[dict]] = {}
-    columns: dict[str, list] = {name: [] for name in FEATURES}
+    import datasets
+
+    pie_features = _pie_features()
+    columns: dict[str, list] = {name: [] for name in pie_features}
     for lineno, row in pairs:
         pid = row["problem_id"]
         if pid not in tests_of:
@@ -354,7 +371,7 @@ def load_pie(
                 raise DataError(
                     f"{pairs_jsonl}:{lineno}: column {name!r} is not a number: {value!r:.40}"
                 ) from None
-    dataset = datasets.Dataset.from_dict(columns, features=FEATURES)
+    dataset = datasets.Dataset.from_dict(columns, features=pie_features)
     logger.info("loaded %d PIE rows over %d problems from %s", len(dataset), len(tests_of), pairs_jsonl)
 
     report = None
