@@ -3,66 +3,59 @@
 Sources, best first:
 - ``nvml``: GPU board energy from NVIDIA's management library (``pynvml``), when a GPU is in use;
 - ``rapl``: CPU package energy from Linux's powercap interface (``/sys/class/powercap/intel-rapl:*``);
-- ``estimate``: CPU-seconds used by this process and its children (the sandbox workers included) times an
-  assumed power per busy core (``watts_per_core``, 12 W by default). This is an **estimate**, and every
-  report carries its ``method`` so that nobody mistakes it for a measurement.
+- ``estimate``: CPU-seconds used by this process and all its descendants (the sandbox's fork server and the
+  programs it runs included) times an assumed power per busy core (``watts_per_core``, 12 W by default).
+  This is an **estimate**, and every report carries its ``method`` so that nobody mistakes it for a
+  measurement.
+
+Every reading also carries those CPU-seconds, whichever method gave the energy.
 """
 
 from __future__ import annotations
 
 import glob
-import os
-import resource
 import threading
 import time
 from dataclasses import dataclass
 
+import psutil
+
 
 @dataclass
 class EnergyReading:
-    """Energy of one measured span: joules, peak power over the sampling intervals, and how it was obtained."""
+    """Energy of one measured span: joules, peak power over the sampling intervals, and how it was obtained.
+
+    ``seconds`` is wall-clock time; ``cpu_seconds`` the CPU time of this process and its descendants over the
+    span (the basis of the ``estimate`` method, reported for every method).
+    """
 
     joules: float
     peak_watts: float
     seconds: float
     method: str
+    cpu_seconds: float = 0.0
 
     @property
     def kilojoules(self) -> float:
         return self.joules / 1000.0
 
 
-def _cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-    # Live sandbox workers are not reaped children yet: add their CPU time from /proc.
-    return total + _live_children_cpu()
+def _total_cpu(times) -> float:
+    # children_* are the reaped children's times, which a reaped process hands on to its parent's: the
+    # programs a live fork server has run and waited for are only there.
+    return times.user + times.system + times.children_user + times.children_system
 
 
-def _live_children_cpu() -> float:
-    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK")
-    parents = {me}
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return 0.0
-    stats = {}
-    for entry in entries:
+def _cpu_seconds(process: psutil.Process | None = None) -> float:
+    """CPU-seconds of ``process`` (this one by default) and every descendant, live or reaped."""
+    process = process or psutil.Process()
+    total = _total_cpu(process.cpu_times())
+    for child in process.children(recursive=True):
         try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-        except (OSError, IndexError, ValueError):
+            total += _total_cpu(child.cpu_times())
+        except psutil.Error:  # exited (and was reaped) since it was listed: its parent's times now hold it
             continue
-    changed = True
-    while changed:  # descendants of this process, however deep
-        changed = False
-        for pid, (ppid, _) in stats.items():
-            if ppid in parents and pid not in parents:
-                parents.add(pid)
-                changed = True
-    return sum(ticks for pid, (_, ticks) in stats.items() if pid in parents and pid != me) / tick
+    return total
 
 
 def _rapl_files() -> list[str]:
@@ -98,6 +91,7 @@ class EnergyMeter:
     def __init__(self, watts_per_core: float = 12.0, interval_s: float = 1.0, use_gpu: bool = False):
         self.watts_per_core, self.interval_s = watts_per_core, interval_s
         self.method, self._read = self._pick_source(use_gpu)
+        self._process = psutil.Process()
         self.reading: EnergyReading | None = None
         self._stop = threading.Event()
 
@@ -121,7 +115,7 @@ class EnergyMeter:
                 return "rapl", lambda: _read_rapl(files)
             except OSError:
                 pass
-        return "estimate", lambda: _cpu_seconds() * self.watts_per_core
+        return "estimate", lambda: _cpu_seconds(self._process) * self.watts_per_core
 
     def _sample(self) -> None:
         last_t, last_e = time.monotonic(), self._read()
@@ -131,9 +125,15 @@ class EnergyMeter:
                 self._peak = max(self._peak, (energy - last_e) / (now - last_t))
             last_t, last_e = now, energy
 
+    def _read_both(self) -> tuple[float, float]:
+        """CPU-seconds and joules so far; for ``estimate`` from one snapshot, so that joules = cpu x watts."""
+        cpu = _cpu_seconds(self._process)
+        return cpu, cpu * self.watts_per_core if self.method == "estimate" else self._read()
+
     def __enter__(self) -> EnergyMeter:
         self._peak = 0.0
-        self._start_t, self._start_e = time.monotonic(), self._read()
+        self._start_t = time.monotonic()
+        self._start_cpu, self._start_e = self._read_both()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -142,6 +142,7 @@ class EnergyMeter:
         self._stop.set()
         self._thread.join()
         seconds = time.monotonic() - self._start_t
-        joules = max(0.0, self._read() - self._start_e)
+        end_cpu, end_e = self._read_both()
+        joules, cpu = max(0.0, end_e - self._start_e), max(0.0, end_cpu - self._start_cpu)
         peak = max(self._peak, joules / seconds if seconds > 0 else 0.0)
-        self.reading = EnergyReading(joules, peak, seconds, self.method)
+        self.reading = EnergyReading(joules, peak, seconds, self.method, cpu)
