@@ -7,29 +7,16 @@ import torch
 from torch.testing import assert_close
 
 import perfrl_trl.collator as collator_module
-from perfrl_trl.collator import GREEDY, RANDOM, TARGET, RRHFCandidateCollator, SourceKind
+from perfrl_trl.collator import GREEDY, RANDOM, TARGET, RRHFCandidateCollator, SFTCollator, SourceKind
 from perfrl_trl.loss import rrhf_loss, sequence_scores, shift_labels
 
 PAD, EOS = 0, 1
 
 
 def make_tokenizer():
-    """The project's bundled tokenizer, or a tiny word-level one when that is unavailable."""
-    try:
-        from perfrl_trl.models import load_tokenizer
+    from perfrl_trl.models import load_tokenizer
 
-        return load_tokenizer()
-    except ImportError:  # pragma: no cover - only before perfrl_trl.models existed
-        from tokenizers import Tokenizer, models, pre_tokenizers
-        from transformers import PreTrainedTokenizerFast
-
-        words = ["<pad>", "</s>", "<unk>", "def", "f", "(", "x", ")", ":", "return", "for", "i", "in"]
-        words += ["range", "print", "+", "1", "2", "=", "n"]
-        tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        return PreTrainedTokenizerFast(
-            tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-        )
+    return load_tokenizer()
 
 
 def example(prompt, *candidates):
@@ -270,3 +257,94 @@ def test_decoder_batched_scores_equal_separate_scores(padding_side):
     out.loss.backward()
     assert out.best_index.tolist() == [2, 3]  # highest reward; then random beats target on the tie
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ---------------------------------------------------------------- SFTCollator: raw rows to the same layout
+
+SFT_ROWS = [
+    {"prompt": "Write faster version:\nfor i in range ( n ) : print ( i )", "target_code": "print ( n )"},
+    {"prompt": "Write faster version:\nx = 1", "target_code": "print ( 1 + 2 )"},
+]
+
+
+def sft_tokenizer(is_encoder_decoder: bool):
+    from perfrl_trl.models import load_tokenizer, prepare_tokenizer
+
+    return prepare_tokenizer(load_tokenizer(), is_encoder_decoder=is_encoder_decoder)
+
+
+def real_rows(batch):
+    """Each row's unpadded (input_ids, labels), read through the attention mask."""
+    mask = batch["attention_mask"].bool()
+    return [(ids[m].tolist(), labels) for ids, m, labels in zip(batch["input_ids"], mask, batch["labels"])]
+
+
+def test_sft_decoder_only_masks_the_prompt_and_appends_eos():
+    tok = sft_tokenizer(is_encoder_decoder=False)
+    batch = SFTCollator(tok, is_encoder_decoder=False)(SFT_ROWS)
+    assert {"rewards", "sources", "group_ids"}.isdisjoint(batch)
+    for (ids, labels), row in zip(real_rows(batch), SFT_ROWS):
+        prompt = tok(row["prompt"]).input_ids
+        target = tok(row["target_code"], add_special_tokens=False).input_ids
+        # The decoder's prompt carries no EOS: the only one ends the completion.
+        assert prompt[-1] != tok.eos_token_id
+        assert ids == [*prompt, *target, tok.eos_token_id]
+        # Loss only on the target and its EOS; the prompt and the padding are masked.
+        assert labels[labels != -100].tolist() == [*target, tok.eos_token_id]
+        assert (labels[: len(labels) - len(target) - 1] == -100).all()
+    # Left padding (the prepared decoder tokenizer's side): positions count real tokens only.
+    short = batch["attention_mask"][1].bool()
+    assert not short.all() and batch["position_ids"][1][short].tolist() == list(range(int(short.sum())))
+
+
+def test_sft_seq2seq_puts_the_prompt_in_the_encoder_and_the_target_in_the_labels():
+    tok = sft_tokenizer(is_encoder_decoder=True)
+    batch = SFTCollator(tok, is_encoder_decoder=True)(SFT_ROWS)
+    for (ids, labels), row in zip(real_rows(batch), SFT_ROWS):
+        assert ids == tok(row["prompt"]).input_ids
+        target = tok(row["target_code"], add_special_tokens=False).input_ids
+        assert labels.tolist() == [*target, tok.eos_token_id] + [-100] * (len(labels) - len(target) - 1)
+
+
+@pytest.mark.parametrize("is_encoder_decoder", [False, True])
+def test_sft_prompt_truncation_keeps_the_start_as_generation_does(is_encoder_decoder):
+    from perfrl_trl.trainer.generation import tokenize_prompts
+
+    tok = sft_tokenizer(is_encoder_decoder)
+    row = SFT_ROWS[0]
+    full = tok(row["prompt"]).input_ids
+    limit = 5
+    assert len(full) > limit
+    batch = SFTCollator(tok, is_encoder_decoder=is_encoder_decoder, max_prompt_length=limit)([row])
+    generation = tokenize_prompts(tok, [row["prompt"]], limit, torch.device("cpu"))["input_ids"][0].tolist()
+    ids, _ = real_rows(batch)[0]
+    prompt = ids if is_encoder_decoder else ids[:limit]
+    assert prompt == generation and len(prompt) == limit
+    assert prompt[:-1] == full[: limit - 1]  # the start is kept (the tokenizer keeps its closing token)
+
+    keep_end = SFTCollator(
+        tok, is_encoder_decoder=is_encoder_decoder, max_prompt_length=limit, prompt_truncation_side="left"
+    )
+    ids, _ = real_rows(keep_end([row]))[0]
+    assert (ids if is_encoder_decoder else ids[:limit]) == full[-limit:]
+
+
+def test_sft_max_completion_length_cuts_the_target():
+    tok = sft_tokenizer(is_encoder_decoder=True)
+    long = {"prompt": "x = 1", "target_code": "print ( 1 + 2 + 3 )"}
+    short = {"prompt": "x = 1", "target_code": "print"}
+    target = tok(long["target_code"], add_special_tokens=False).input_ids
+    word = tok(short["target_code"], add_special_tokens=False).input_ids
+    assert len(target) > 3 and len(word) == 1
+    labels = SFTCollator(tok, is_encoder_decoder=True, max_completion_length=3)([long, short])["labels"]
+    # The long target is cut at the limit, with no room left for EOS; the short one keeps its EOS.
+    assert labels.tolist() == [target[:3], [*word, tok.eos_token_id, -100]]
+
+
+def test_sft_row_missing_a_column_is_a_clear_error():
+    tok = sft_tokenizer(is_encoder_decoder=True)
+    collator = SFTCollator(tok, is_encoder_decoder=True)
+    with pytest.raises(ValueError, match=r"row 1: column 'target_code' must be a string, got None"):
+        collator([SFT_ROWS[0], {"prompt": "x = 1"}])
+    with pytest.raises(ValueError, match=r"row 0: column 'prompt' must be a string"):
+        collator([{"target_code": "print ( 1 )"}])

@@ -4,14 +4,15 @@ wrote is ever shown as optimized."""
 
 from __future__ import annotations
 
-import argparse
+import inspect
 import json
 
 import pytest
 import torch
 
-from perfrl_trl.data.benchmark import DEFAULT_PREFIX as BENCHMARK_PREFIX
-from perfrl_trl.data.benchmark import generate_problems
+from perfrl_trl.cli import build_parser, main
+from perfrl_trl.data.benchmark import generate_problems, to_dataset
+from perfrl_trl.data.columns import make_prompt
 from perfrl_trl.execution import ExecutionConfig, Executor
 from perfrl_trl.inference import DEFAULT_PREFIX, optimize_program
 from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
@@ -19,21 +20,6 @@ from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
 pytestmark = pytest.mark.slow
 
 TRIALS = 3  # with 3 timing trials a clean win has Mann-Whitney p = 0.05 = alpha: the fewest that can give R4
-
-
-def run_cli(argv: list[str]) -> int:
-    """``perfrl_trl.cli.main`` once the lead has wired the subcommand in; until then the same parser by hand."""
-    from perfrl_trl import cli
-    from perfrl_trl.cli_optimize import add_optimize_parser
-
-    probe = cli.build_parser()
-    subcommands = next(a for a in probe._actions if isinstance(a, argparse._SubParsersAction))
-    if "optimize" in subcommands.choices:
-        return cli.main(argv)
-    parser = argparse.ArgumentParser(prog="perfrl-trl")
-    add_optimize_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +91,19 @@ def cli_args(files: dict, model: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_prefix_matches_the_benchmark_prompts():
-    assert DEFAULT_PREFIX == BENCHMARK_PREFIX
+def test_prompts_match_the_benchmark_prompts(problem):
+    """`perfrl-trl optimize` and `optimize_program` prompt a model as the benchmark rows it was trained on."""
+    row = to_dataset([problem])[0]
+    args = build_parser().parse_args(["optimize", "slow.py", "--tests", "t/", "--model", "m/"])
+    # The CLI's default --prefix, read as the command reads it ('\\n' stands for a newline).
+    assert make_prompt(row["input_code"], args.prefix.replace("\\n", "\n")) == row["prompt"]
+    api_default = inspect.signature(optimize_program).parameters["prefix"].default
+    assert make_prompt(row["input_code"], api_default) == row["prompt"]
 
 
 def test_cli_finds_and_verifies_a_faster_version(problem, files, trained_model, capsys):
     output = files["root"] / "fast.py"
-    status = run_cli(cli_args(files, trained_model, "--json", "-o", str(output)))
+    status = main(cli_args(files, trained_model, "--json", "-o", str(output)))
     result = json.loads(capsys.readouterr().out)
     assert status == 0, result
     assert result["found"] is True and result["speedup"] >= 1.10
@@ -124,7 +116,7 @@ def test_cli_finds_and_verifies_a_faster_version(problem, files, trained_model, 
     assert verdict.passed, verdict
 
     # The text report: summary, diff and the verified program (verdicts now come from the executor's cache).
-    assert run_cli(cli_args(files, trained_model)) == 0
+    assert main(cli_args(files, trained_model)) == 0
     text = capsys.readouterr().out
     assert text.startswith("FOUND  verified faster version:")
     assert "+++ slow.py (optimized)" in text and text.rstrip().endswith(result["program"].rstrip())
@@ -132,7 +124,7 @@ def test_cli_finds_and_verifies_a_faster_version(problem, files, trained_model, 
 
 def test_cli_untrained_model_finds_nothing_and_prints_no_program(problem, files, untrained_model, capsys):
     output = files["root"] / "never.py"
-    status = run_cli(cli_args(files, untrained_model, "--json", "-o", str(output)))
+    status = main(cli_args(files, untrained_model, "--json", "-o", str(output)))
     result = json.loads(capsys.readouterr().out)
     assert status == 1, result
     assert result["found"] is False and result["program"] is None and result["diff"] is None
@@ -141,7 +133,7 @@ def test_cli_untrained_model_finds_nothing_and_prints_no_program(problem, files,
     assert result["tiers"]["R4"] == 0 and sum(result["tiers"].values()) == result["distinct"] >= 1
     assert all("code" not in c for c in result["candidates"])
 
-    assert run_cli(cli_args(files, untrained_model)) == 1
+    assert main(cli_args(files, untrained_model)) == 1
     text = capsys.readouterr().out
     assert text.startswith("NOT FOUND  no verified faster version") and "No candidate is shown" in text
     assert "optimized program" not in text and "+++" not in text
@@ -152,11 +144,11 @@ def test_cli_errors_exit_2(files, untrained_model, tmp_path, capsys):
     broken.write_text("print(42)\n", encoding="utf-8")  # fails its own tests: nothing to optimise against
     argv = cli_args(files, untrained_model)
     argv[1] = str(broken)
-    assert run_cli(argv) == 2
+    assert main(argv) == 2
     assert "does not pass its own tests" in capsys.readouterr().err
-    assert run_cli(cli_args(files, str(tmp_path / "no-such-model"))) == 2
+    assert main(cli_args(files, str(tmp_path / "no-such-model"))) == 2
     assert "cannot load model" in capsys.readouterr().err
-    assert run_cli(cli_args(files, untrained_model, "--tests", str(tmp_path))) == 2
+    assert main(cli_args(files, untrained_model, "--tests", str(tmp_path))) == 2
 
 
 def test_python_api_on_the_trained_model(problem, trained_model):

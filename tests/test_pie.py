@@ -223,7 +223,6 @@ def test_real_pie_loads_all_rows():
 @pytest.mark.slow
 @needs_pie
 def test_real_pie_filter_through_the_sandbox(tmp_path):
-    pytest.importorskip("perfrl_trl.execution")
     ds = load_pie(PIE / "py_test_pairs.jsonl", PIE / "public_test_cases")
     # The 40 rows PIE measured fastest keep the test short; a corrupted copy of one must be dropped.
     fastest = sorted(range(len(ds)), key=ds["measured_runtime_v0"].__getitem__)[:40]
