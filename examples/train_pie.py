@@ -162,6 +162,9 @@ class ScriptArguments:
     pretrain_eval_per_family: int = field(
         default=100, metadata={"help": "Pretraining: the evaluation benchmark's problems per family."}
     )
+    pretrain_ood_eval: int = field(
+        default=200, metadata={"help": "Pretraining: held-out-family (test_ood) problems evaluated."}
+    )
     pretrain_curve_every: int = field(
         default=1000, metadata={"help": "Pretraining: evaluate saved checkpoints every this many steps."}
     )
@@ -291,15 +294,15 @@ def pretrain(script: ScriptArguments, config: RRHFConfig, model_args: ModelArgum
     state.wait_for_everyone()
     bench = build_benchmark(n_per_family=script.pretrain_eval_per_family, seed=EVAL_SEED)
     held_out = {}
-    for split in ("test", "test_ood"):
-        rows = bench[split].select(range(min(script.max_eval, len(bench[split]))))
+    for split, cap in (("test", script.max_eval), ("test_ood", script.pretrain_ood_eval)):
+        rows = bench[split].shuffle(seed=config.seed).select(range(min(cap, len(bench[split]))))
         held_out[split] = evaluate_models({"checkpoint": export}, rows, config, compare_to_target=False)["checkpoint"]
     # The curve: saved checkpoints on the validation split (never on test, which decides the reported figures).
     saved = sorted(
         (int(d.split("-")[1]), os.path.join(sft_dir, d)) for d in os.listdir(sft_dir) if d.startswith("checkpoint-")
     )
     saved = [(step, path) for step, path in saved if step % script.pretrain_curve_every == 0]
-    val = bench["validation"].select(range(min(script.val_size, len(bench["validation"]))))
+    val = bench["validation"].shuffle(seed=config.seed).select(range(min(script.val_size, len(bench["validation"]))))
     curve_evals = evaluate_models({str(step): path for step, path in saved}, val, config, compare_to_target=False)
     curve = [
         {"step": int(step), "pass_rate": e.summary["percent_passed"] / 100,
@@ -385,9 +388,10 @@ def main():
     train, test = data["train"], data["test"]
     if len(test) == 0 or len(train) == 0:
         sys.exit(f"the {script.dataset} data has {len(train)} train and {len(test)} test rows (raise --n_per_family)")
-    test = test.select(range(min(script.max_eval, len(test))))
+    # Splits are ordered by family: shuffle before taking a prefix, so that every family is represented.
+    test = test.shuffle(seed=config.seed).select(range(min(script.max_eval, len(test))))
     rl_train = train.shuffle(seed=config.seed).select(range(min(script.rl_prompts, len(train))))
-    val = data["validation"].select(range(min(script.val_size, len(data["validation"]))))
+    val = data["validation"].shuffle(seed=config.seed).select(range(min(script.val_size, len(data["validation"]))))
     print(f"data: {len(train)} train, {len(test)} held-out test problems, {len(rl_train)} RL prompts")
 
     # 1. the start model: the bundled checkpoint, a given one, or a new model fine-tuned here (stage 1)

@@ -58,7 +58,11 @@ def add_optimize_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     p.add_argument("program", help="the slow program (.py), reading stdin and writing stdout")
     p.add_argument("--tests", required=True, help="folder with input.N.txt / output.N.txt (PIE layout)")
-    p.add_argument("--model", required=True, help="checkpoint folder or Hub id (seq2seq or causal LM)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint folder or Hub id (seq2seq or causal LM); default: the checkpoint shipped in the package",
+    )
     p.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model's)")
     p.add_argument("-n", "--num-samples", type=int, default=8, help="random samples to draw (default 8)")
     p.add_argument("--num-beams", type=int, default=1, help="also decode with this many beams (1: greedy)")
@@ -99,6 +103,9 @@ def _error(message: str) -> int:
 
 def _optimize(args: argparse.Namespace) -> int:
     from .inference import optimize_program
+    from .models.bundled import BUNDLED_CHECKPOINT
+
+    args.model = args.model or str(BUNDLED_CHECKPOINT)
 
     if args.num_samples < 0 or args.num_beams < 1 or (args.num_samples == 0 and args.no_beam):
         return _error("need -n >= 0, --num-beams >= 1 and at least one candidate")

@@ -270,6 +270,8 @@ class SFTCollator:
         examples = []
         for i, row in enumerate(rows):
             for column in (self.prompt_column, self.target_column):
+                if column not in row:
+                    raise ValueError(f"row {i}: missing column {column!r}; the row has {sorted(row)}")
                 if not isinstance(row.get(column), str):
                     raise ValueError(
                         f"row {i}: column {column!r} must be a string, got {row.get(column)!r:.60}"

@@ -344,7 +344,7 @@ def test_sft_max_completion_length_cuts_the_target():
 def test_sft_row_missing_a_column_is_a_clear_error():
     tok = sft_tokenizer(is_encoder_decoder=True)
     collator = SFTCollator(tok, is_encoder_decoder=True)
-    with pytest.raises(ValueError, match=r"row 1: column 'target_code' must be a string, got None"):
+    with pytest.raises(ValueError, match=r"row 1: missing column 'target_code'"):
         collator([SFT_ROWS[0], {"prompt": "x = 1"}])
     with pytest.raises(ValueError, match=r"row 0: column 'prompt' must be a string"):
         collator([{"target_code": "print ( 1 )"}])

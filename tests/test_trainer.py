@@ -246,12 +246,6 @@ def test_checkpoint_resume_and_model_card(models, dataset, tmp_path):
     assert model.config.is_encoder_decoder
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: on a mid-epoch resume transformers restores the checkpoint's RNG after get_batch_samples "
-    "(once the skipped batches are fetched), but RRHFTrainer.get_batch_samples samples the candidates inside it, "
-    "so a resumed run draws other random candidates (restoring it between fetch and generation fixes it)",
-)
 def test_resume_restores_the_sampled_candidates(models, dataset, tmp_path):
     _, uninterrupted, resumed = _interrupted_and_uninterrupted(models, dataset, tmp_path)
     for name, param in resumed.model.named_parameters():

@@ -25,6 +25,7 @@ from .config import RRHFConfig
 from .generation import generate_completions, sampling_config, tokenize_prompts
 from .model_card import write_model_card
 from .scoring import CandidateScorer
+from .sft import count_unfit_targets
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ class RRHFTrainer(Trainer):
         self.scorer = CandidateScorer(reward_funcs, weights, failure_value=args.reward_r2)
         for name, data in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             self._check_columns(name, data, args)
+        if args.include_target and train_dataset is not None and hasattr(train_dataset, "column_names"):
+            count_unfit_targets(train_dataset, processing_class, args.max_completion_length)
 
         self.candidate_collator = RRHFCandidateCollator.from_tokenizer(
             processing_class,
@@ -258,10 +261,31 @@ class RRHFTrainer(Trainer):
         # Every step's rates, whatever logging_steps is: the per-RL-step curves are built from it.
         self.candidate_log.append(rates)
 
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
+        epochs, steps_in_epoch = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
+        # On a mid-epoch resume transformers restores the checkpoint's RNG state only once the first batches
+        # are fetched, after get_batch_samples returns; this trainer samples candidates inside it, so it
+        # restores the state itself, between fetching and sampling (see get_batch_samples, _load_rng_state).
+        self._rng_resume = resume_from_checkpoint if steps_in_epoch > 0 else None
+        self._rng_restored = None
+        return epochs, steps_in_epoch
+
+    def _load_rng_state(self, checkpoint) -> None:
+        if checkpoint is not None and checkpoint == getattr(self, "_rng_restored", None):
+            self._rng_restored = None  # restored before sampling; loading it again would replay the samples
+            return
+        super()._load_rng_state(checkpoint)
+
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         """Generate and score every micro-batch of the accumulation step up front, so the tuning loss is
         normalised by the best-candidate tokens of the whole step (exact under gradient accumulation)."""
         raw, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if getattr(self, "_rng_resume", None) is not None:
+            checkpoint, self._rng_resume = self._rng_resume, None
+            self._load_rng_state(checkpoint)
+            self._rng_restored = checkpoint
         before = self._executor_stats()
         # Every micro-batch is generated before any is waited for, so the sandbox times the first
         # micro-batch's candidates while the next ones are generated.
