@@ -252,7 +252,7 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="sample seed (the same sample as reward_reliability)"
     )
-    parser.add_argument("--chunk", type=int, default=4, help="pairs judged by each rule in turn (default 4)")
+    parser.add_argument("--chunk", type=int, default=2, help="pairs judged by each rule in turn (default 2)")
     parser.add_argument("--ref-trials", type=int, default=9, help="runs of each program in the reference")
     parser.add_argument("--workers", type=int, default=None, help="sandbox workers per rule (default: cores)")
     parser.add_argument("--pie-dir", type=Path, default=PIE_DIR)
@@ -270,17 +270,21 @@ def main() -> None:
     core_s = dict.fromkeys(RULES, 0.0)
     wall_s = dict.fromkeys(RULES, 0.0)
     ref: list[float | None] = []
+    per_chunk: list[dict] = []
     chunks = [pairs[i : i + args.chunk] for i in range(0, len(pairs), args.chunk)]
     started = time.perf_counter()
     try:
         for c, chunk in enumerate(chunks):
             order = RULES[c % len(RULES) :] + RULES[: c % len(RULES)]
+            per_chunk.append({"pairs": [p["index"] for p in chunk], "order": list(order)})
             for name in order:
                 rule = rules[name]
                 cpu0, t0 = rule.cpu(), time.perf_counter()
                 records[name] += rule.judge(chunk)
-                core_s[name] += rule.cpu() - cpu0
+                spent = rule.cpu() - cpu0
+                core_s[name] += spent
                 wall_s[name] += time.perf_counter() - t0
+                per_chunk[-1][name] = spent
             ref += reference_speedups(ref_ex, chunk, args.ref_trials)
             done = sum(len(x) for x in chunks[: c + 1])
             rates = "  ".join(f"{n} {len(ROLES) * done / max(core_s[n], 1e-9):.2f}/core-s" for n in RULES)
@@ -347,6 +351,7 @@ def main() -> None:
             "rules": summary,
             "executor_stats": {name: rules[name].ex.stats for name in configs},
             "same_tier_old_new": agree,
+            "core_s_per_chunk": per_chunk,
             "pairs": [
                 {
                     "index": p["index"],

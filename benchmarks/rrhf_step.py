@@ -502,14 +502,14 @@ def full_steps(root, args):
     trainer = RRHFTrainer(model, args=config, train_dataset=data, processing_class=tok, callbacks=[clock])
     trainer.remove_callback(PrinterCallback)  # the logs are kept in trainer.state.log_history
     batches = []
-    generate_and_score = trainer._generate_and_score
+    score_and_collate = trainer._score_and_collate
 
-    def keep(rows):
-        batch = generate_and_score(rows)
+    def keep(generated):
+        batch = score_and_collate(generated)
         batches.append({k: v.clone() for k, v in batch.items()})
         return batch
 
-    trainer._generate_and_score = keep
+    trainer._score_and_collate = keep
     t0 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t0

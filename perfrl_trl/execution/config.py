@@ -23,15 +23,15 @@ class ExecutionConfig:
         max_open_files: ``RLIMIT_NOFILE`` of a run.
         output_limit_bytes: Cap on stdout and on stderr of one run; going over it fails the run.
         n_trials: Timed repeats over all tests, after one untimed correctness run (with
-            ``sequential_timing``, the most a candidate gets: it stops as soon as its verdict is clear).
+            ``sequential_timing``, a cap: a candidate stops as soon as its verdict is clear).
         margin: A candidate is faster only if ``baseline_time / candidate_time >= margin``.
         alpha: Significance level of the one-sided Mann-Whitney test that the speed-up must also pass.
         min_time_diff_s: Smallest difference of median CPU time (summed over tests) that counts as real.
         sequential_timing: Spend trials only while the verdict is open: a candidate clearly not faster
             than its cached baseline stops after two measurements (its correctness run counts as one),
-            one clearly faster goes straight to the paired confirmation, and that confirmation may stop
-            at an early look, with the significance level split so that false "faster" verdicts stay
-            below ``alpha`` (docs/concepts.md). ``False`` gives the fixed rule: ``n_trials`` timed runs,
+            one clearly faster goes straight to the paired confirmation, and that confirmation stops at
+            an early look on a complete win (else it goes to ``n_trials + 1`` runs a side), with the
+            significance level split so that false "faster" verdicts stay below ``alpha`` (docs/concepts.md). ``False`` gives the fixed rule: ``n_trials`` timed runs,
             then ``n_trials`` paired runs of each program for an apparent win.
         float_tol: Absolute tolerance when two output tokens both parse as floats.
         workers: Parallel sandboxed workers; defaults to the number of usable cores.

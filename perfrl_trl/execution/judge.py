@@ -16,7 +16,7 @@ from statistics import median
 
 from .config import ExecutionConfig
 from .sandbox import SandboxError, WorkerPool, resolve_isolation
-from .timing import NOT_FASTER, PROMISING, SpeedupDecision, confirm_paired, decide_faster, screen
+from .timing import NOT_FASTER, SpeedupDecision, confirm_paired, decide_faster, screen
 
 logger = logging.getLogger(__name__)
 
@@ -503,25 +503,14 @@ class Executor:
             if not base.passed:
                 verdict.trials, verdict.runtime = trials, median(trials)
                 return verdict
+            # The screen against the cached baseline: a clear miss stops here. Anything else (a clear
+            # win, or load drift between the cached baseline and now) goes to the paired runs, whose
+            # first probe (C B C) settles a drift-made "maybe" for the price of three runs.
+            trials += self._time(program, tests, repeats=1)
             decision: SpeedupDecision | None = None
-            while True:
-                if len(trials) >= 2:
-                    state = screen(trials, base.trials, cfg.margin, cfg.min_time_diff_s)
-                    if state == NOT_FASTER:
-                        # Its best trial already misses, so the medians do too: never "faster" here.
-                        decision = decide_faster(
-                            trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s
-                        )
-                        break
-                    if state == PROMISING:
-                        break
-                if len(trials) >= cfg.n_trials:
-                    # Still open after every trial: the fixed rule's screen decides whether to confirm.
-                    decision = decide_faster(trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
-                    if decision.faster:
-                        decision = None
-                    break
-                trials += self._time(program, tests, repeats=1)
+            if screen(trials, base.trials, cfg.margin, cfg.min_time_diff_s) == NOT_FASTER:
+                # Its best trial already misses, so the medians do too: never "faster" here.
+                decision = decide_faster(trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
             verdict.trials, verdict.runtime = trials, median(trials)
             verdict.baseline_trials, verdict.baseline_runtime = base.trials, median(base.trials)
             if decision is None:

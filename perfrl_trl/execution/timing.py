@@ -111,6 +111,10 @@ def decide_faster(
 # The screen's three outcomes.
 NOT_FASTER, PROMISING, OPEN = "not_faster", "promising", "open"
 
+# After C B C, a futility probe: if even the better candidate run misses the margin against the baseline
+# run between them, the confirmation ends (it can only say "not faster", so it spends no alpha).
+FUTILITY_PROBE = (2, 1)
+
 # The first look of the sequential paired confirmation: 4 candidate and 3 baseline runs alternated on
 # one worker (C B C B C B C). Complete separation there has probability 1 / C(7, 3) = 1/35 under H0.
 FIRST_LOOK = (4, 3)
@@ -142,20 +146,21 @@ def paired_looks(n_trials: int, alpha: float, sequential: bool = True) -> tuple[
 
     Without ``sequential``: one look after ``n_trials`` runs of each program (the fixed rule). With it, a
     first look after 4 candidate and 3 baseline runs that accepts only complete separation (alpha
-    ``1/35``), then the final look at ``n_trials`` each with the rest, ``alpha - 1/35``. By Bonferroni,
-    a candidate no faster than its baseline (trials exchangeable) passes some look with probability at
-    most the sum, ``alpha``. The first look is skipped when it would leave the final look unable to
-    reach significance, or when ``n_trials`` is below 5 (no room for a second look).
+    ``1/35``), then a final look after ``n_trials + 1`` runs of each with the rest, ``alpha - 1/35`` (the
+    extra pair buys back the power that the smaller alpha costs near the margin). By Bonferroni, a
+    candidate no faster than its baseline (runs exchangeable) passes some look with probability at most
+    the sum, ``alpha``. The first look is skipped when it would leave the final look unable to reach
+    significance, or when ``n_trials`` is below 5.
 
     Args:
-        n_trials: Runs of each program at the final look.
+        n_trials: Runs of each program at the final look of the fixed rule.
         alpha: The total significance level.
         sequential: Whether to add the early look.
 
     Example:
         ```python
         >>> [(l.n_candidate, l.n_baseline, round(l.alpha, 4)) for l in paired_looks(5, 0.05)]
-        [(4, 3, 0.0286), (5, 5, 0.0214)]
+        [(4, 3, 0.0286), (6, 6, 0.0214)]
         >>> len(paired_looks(5, 0.05, sequential=False))
         1
         ```
@@ -165,9 +170,9 @@ def paired_looks(n_trials: int, alpha: float, sequential: bool = True) -> tuple[
         return (final,)
     first_alpha = min_p_value(*FIRST_LOOK)
     rest = alpha - first_alpha
-    if rest < min_p_value(n_trials, n_trials):
+    if rest < min_p_value(n_trials + 1, n_trials + 1):
         return (final,)
-    return (Look(*FIRST_LOOK, first_alpha), Look(n_trials, n_trials, rest))
+    return (Look(*FIRST_LOOK, first_alpha), Look(n_trials + 1, n_trials + 1, rest))
 
 
 def screen(
@@ -218,8 +223,9 @@ def confirm_paired(
     """The paired confirmation: candidate and baseline runs alternated, decided at each of :func:`paired_looks`.
 
     Runs are taken in the order C B C B ..., so drift over the confirmation hits both programs alike. A
-    look grants "faster" at its own share of alpha. A look where even the best candidate run misses the
-    margin against the baseline's median ends the confirmation early: the win is not there.
+    look grants "faster" at its own share of alpha. With ``sequential``, the confirmation also ends as
+    soon as even the best candidate run misses the margin against the baseline's median, probed after
+    C B C and at every look: the win is not there. These stops only ever say "not faster".
 
     Args:
         run_candidate: Runs the candidate once over all tests; returns its CPU seconds.
@@ -253,6 +259,9 @@ def confirm_paired(
                 cand.append(run_candidate())
             else:
                 base.append(run_baseline())
+            probe = sequential and (len(cand), len(base)) == FUTILITY_PROBE
+            if probe and screen(cand, base, margin, min_time_diff_s) == NOT_FASTER:
+                return cand, base, decide_faster(cand, base, margin, look.alpha, min_time_diff_s)
         decision = decide_faster(cand, base, margin, look.alpha, min_time_diff_s)
         if decision.faster or screen(cand, base, margin, min_time_diff_s) == NOT_FASTER:
             break
