@@ -58,6 +58,7 @@ from executor_overhead import _sandbox_cpu
 from reward_reliability import HARNESS, PIE_DIR, FreshInterpreterSandbox, _fresh_outcome, load_sample
 
 from perfrl_trl.execution import ExecutionConfig, Executor
+from perfrl_trl.execution.sandbox import SandboxError
 
 RULES = ("seed", "old_default", "new_default")
 ROLES = ("self", "target", "broken", "syntax")
@@ -210,7 +211,10 @@ def reference_speedups(ex: Executor, pairs: list[dict], n_trials: int) -> list[f
         tests = pair["tests"]
         if not (ex._check(pair["slow"], tests).passed and ex._check(pair["target"], tests).passed):
             return None
-        cand, base = ex._time_paired(pair["target"], pair["slow"], tests)
+        try:
+            cand, base = ex._time_paired(pair["target"], pair["slow"], tests)
+        except SandboxError:  # a run over its limits under load: no reference, out of the detection set
+            return None
         return statistics.median(base) / max(statistics.median(cand), 1e-9)
 
     with ThreadPoolExecutor(ex.config.num_workers) as pool:
@@ -287,6 +291,16 @@ def main() -> None:
                 per_chunk[-1][name] = spent
             ref += reference_speedups(ref_ex, chunk, args.ref_trials)
             done = sum(len(x) for x in chunks[: c + 1])
+            if args.out is not None:
+                # A partial result after every chunk, so that a run cut short still says something.
+                partial = {
+                    name: summarise(records[name], ref, len(ROLES) * done, core_s[name], wall_s[name])
+                    for name in RULES
+                }
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(
+                    json.dumps({"partial": True, "n_pairs_done": done, "rules": partial}, indent=1)
+                )
             rates = "  ".join(f"{n} {len(ROLES) * done / max(core_s[n], 1e-9):.2f}/core-s" for n in RULES)
             print(f"[{time.perf_counter() - started:6.0f} s] {done}/{len(pairs)} pairs  {rates}", flush=True)
     finally:

@@ -28,11 +28,12 @@ class ExecutionConfig:
         alpha: Significance level of the one-sided Mann-Whitney test that the speed-up must also pass.
         min_time_diff_s: Smallest difference of median CPU time (summed over tests) that counts as real.
         sequential_timing: Spend trials only while the verdict is open: a candidate clearly not faster
-            than its cached baseline stops after two measurements (its correctness run counts as one),
-            one clearly faster goes straight to the paired confirmation, and that confirmation stops at
-            an early look on a complete win (else it goes to ``n_trials + 1`` runs a side), with the
-            significance level split so that false "faster" verdicts stay below ``alpha`` (docs/concepts.md). ``False`` gives the fixed rule: ``n_trials`` timed runs,
-            then ``n_trials`` paired runs of each program for an apparent win.
+            than its cached baseline stops after two measurements (its correctness run counts as one);
+            any other goes to runs alternated with the baseline on one worker, which stop at a probe
+            after three runs when the win is not there, or at a first look on a complete win, else
+            after ``n_trials + 1`` runs a side, with the significance level split between the looks so
+            that false "faster" verdicts stay below ``alpha`` (docs/concepts.md). ``False`` gives the
+            fixed rule: ``n_trials`` timed runs, then ``n_trials`` paired runs a side for an apparent win.
         float_tol: Absolute tolerance when two output tokens both parse as floats.
         workers: Parallel sandboxed workers; defaults to the number of usable cores.
         isolation: ``"auto"`` (the strongest available), ``"bwrap"`` or ``"rlimits"``.
