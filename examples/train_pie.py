@@ -80,11 +80,15 @@ _COMPARE = dict(  # RRHF vs SFT-only from the bundled checkpoint
 # Each preset sets defaults; flags given on the command line (or in --config) still win.
 PRESETS = {
     # <= 10 minutes on 2 CPU cores, from the bundled checkpoint.
-    "default": dict(_COMPARE, n_per_family=20, rl_steps=2, rl_prompts=32, max_eval=78, val_size=16),
+    "default": dict(
+        _COMPARE, n_per_family=20, rl_steps=2, rl_prompts=24, max_eval=48, val_size=8, generation_batch_size=16
+    ),
     "compare": _COMPARE,
     # Training from scratch, one flag away: SFT, then the same comparison, in about 10 minutes.
-    "scratch": dict(_COMPARE, **_FROM_SCRATCH, n_per_family=20, sft_seconds=300, rl_steps=2, rl_prompts=32,
-                    max_eval=78, val_size=16),
+    "scratch": dict(
+        _COMPARE, **_FROM_SCRATCH, n_per_family=20, sft_seconds=240, rl_steps=2, rl_prompts=24, max_eval=48,
+        val_size=8, generation_batch_size=16,
+    ),
     # For tests: seconds, a tiny model from scratch.
     "tiny": dict(
         from_scratch=True,
@@ -190,11 +194,11 @@ def parse_args():
         sys.exit(f"unknown --preset {known.preset!r}; choose one of {sorted(PRESETS)}")
     parser = TrlParser((ScriptArguments, RRHFConfig, ModelArguments))
     parser.set_defaults(
-        output_dir=f"outputs/train_pie-{known.preset}",
-        report_to="none",
-        save_strategy="no",
-        logging_steps=10,
         **{
+            "output_dir": f"outputs/train_pie-{known.preset}",
+            "report_to": "none",
+            "save_strategy": "no",
+            "logging_steps": 10,
             "max_completion_length": 256,  # >= 99% of the bundled targets fit with their EOS (test_benchmark.py)
             "max_prompt_length": 256,
             **PRESETS[known.preset],
@@ -302,6 +306,8 @@ def pretrain(script: ScriptArguments, config: RRHFConfig, model_args: ModelArgum
         (int(d.split("-")[1]), os.path.join(sft_dir, d)) for d in os.listdir(sft_dir) if d.startswith("checkpoint-")
     )
     saved = [(step, path) for step, path in saved if step % script.pretrain_curve_every == 0]
+    if not saved or saved[-1][0] != trained["steps"]:
+        saved.append((trained["steps"], export))  # the final point: the shipped weights
     val = bench["validation"].shuffle(seed=config.seed).select(range(min(script.val_size, len(bench["validation"]))))
     curve_evals = evaluate_models({str(step): path for step, path in saved}, val, config, compare_to_target=False)
     curve = [

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+from tqdm.auto import tqdm
 
 from .metrics.arithmetic import aggregate, best_of_k
 from .metrics.scoring import score_programs
@@ -117,7 +118,8 @@ def beam_programs(
     truncated: list[list[bool]] = []
     try:
         step = config.generation_batch_size or 8
-        for start in range(0, len(prompts), step):
+        starts = range(0, len(prompts), step)
+        for start in tqdm(starts, desc="beam search", disable=config.disable_tqdm or len(starts) < 2):
             inputs = tokenize_prompts(tokenizer, prompts[start : start + step], config.max_prompt_length, device)
             for group in generate_completions(model, tokenizer, inputs, base, config.eval_num_return_sequences):
                 programs.append([c.text for c in group])

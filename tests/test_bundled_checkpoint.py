@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from perfrl_trl.data.benchmark import build_benchmark
-from perfrl_trl.data.benchmark.pretraining import EVAL_SEED, PRETRAIN_SEED, pretraining_problems, program_digest
+from perfrl_trl.data.benchmark.pretraining import (
+    EVAL_SEED,
+    PRETRAIN_SEED,
+    pretraining_problems,
+    program_digest,
+)
 from perfrl_trl.models import BUNDLED_CHECKPOINT, load_model_and_tokenizer
 from perfrl_trl.models.bundled import MAX_BUNDLED_BYTES
 
@@ -25,7 +30,7 @@ def manifest() -> dict:
 def test_loads_offline_as_float32_with_both_loaders():
     from transformers import AutoModelForSeq2SeqLM
 
-    model, tok = load_model_and_tokenizer(BUNDLED_CHECKPOINT)
+    model, _ = load_model_and_tokenizer(BUNDLED_CHECKPOINT)
     assert model.dtype == torch.float32 and model.config.is_encoder_decoder
     plain = AutoModelForSeq2SeqLM.from_pretrained(BUNDLED_CHECKPOINT)
     assert plain.dtype == torch.float32
