@@ -168,3 +168,20 @@ def test_python_api_on_the_trained_model(problem, trained_model):
     assert result.message.startswith("verified faster version")
     with pytest.raises(ValueError, match="at least one candidate"):
         optimize_program(program, tests, model, tok, n=0, include_beam=False)
+
+
+def test_cli_defaults_to_the_bundled_checkpoint_which_optimises_an_unseen_problem(problem, files, capsys):
+    """No --model: the checkpoint shipped in the package, never trained on this (evaluation-seed) problem,
+    finds a verified faster version of it."""
+    from perfrl_trl.data.benchmark.pretraining import program_digest
+    from perfrl_trl.models import BUNDLED_CHECKPOINT
+
+    if not (BUNDLED_CHECKPOINT / "config.json").is_file():
+        pytest.skip("no bundled checkpoint in this checkout")
+    manifest = json.loads((BUNDLED_CHECKPOINT / "training_manifest.json").read_text())
+    assert program_digest(problem["input_code"]) not in manifest["digests"]
+    args = [a for a in cli_args(files, "unused", "--json") if a not in ("--model", "unused")]
+    status = main([*args[:-1], "--max-new-tokens", "256", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == str(BUNDLED_CHECKPOINT)
+    assert status == 0 and result["found"] and result["speedup"] >= 1.10, result
