@@ -31,7 +31,7 @@ from perfrl_trl.data.benchmark.build import to_dataset
 from perfrl_trl.data.benchmark.pretraining import pretraining_problems
 from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
 from perfrl_trl.trainer import RRHFConfig
-from perfrl_trl.trainer.sft import supervised_finetune, usable_cores
+from perfrl_trl.trainer.sft import length_grouped, supervised_finetune, usable_cores
 
 BASELINE = dict(
     dropout=0.1, batch=8, schedule="constant_with_warmup", threads=1, group=False, bf16=False, max_len=128,
@@ -76,7 +76,7 @@ def run_rung(name, setting, train, val, seconds, out, lr):
         lr_scheduler_kwargs={"min_lr_rate": 0.1} if setting["schedule"] == "cosine_with_min_lr" else {},
         warmup_steps=50, logging_steps=10, save_strategy="no", report_to="none", remove_unused_columns=False,
         bf16=setting["bf16"], use_cpu=True, disable_tqdm=True, seed=0,
-        train_sampling_strategy="group_by_length" if setting["group"] else "random",
+        **(length_grouped() if setting["group"] else {}),
     )
     if setting["schedule"] == "cosine_with_min_lr":
         # A cosine needs a horizon: the step count the previous rung reached in the same time.

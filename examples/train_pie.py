@@ -55,7 +55,7 @@ from perfrl_trl.models import (
 from perfrl_trl.reporting import plot_loss_curves, plot_pretrain_curve, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 from perfrl_trl.trainer.callbacks import RLCurve
-from perfrl_trl.trainer.sft import supervised_finetune
+from perfrl_trl.trainer.sft import length_grouped, supervised_finetune
 
 _FROM_SCRATCH = dict(  # the small T5 built from its config, then SFT (see docs/results.md for what it reaches)
     from_scratch=True,
@@ -241,7 +241,7 @@ def sft_args(config: RRHFConfig, out_dir: str, lr: float, max_steps: int, bf16: 
             "use_cpu": config.use_cpu,
             "lr_scheduler_type": "constant_with_warmup",
             "warmup_steps": 20,
-            "train_sampling_strategy": "group_by_length",
+            **length_grouped(),
             "disable_tqdm": config.disable_tqdm,
             **overrides,
         }

@@ -346,5 +346,7 @@ def test_sft_row_missing_a_column_is_a_clear_error():
     collator = SFTCollator(tok, is_encoder_decoder=True)
     with pytest.raises(ValueError, match=r"row 1: missing column 'target_code'"):
         collator([SFT_ROWS[0], {"prompt": "x = 1"}])
-    with pytest.raises(ValueError, match=r"row 0: column 'prompt' must be a string"):
+    with pytest.raises(ValueError, match=r"row 0: missing column 'prompt'"):
         collator([{"target_code": "print ( 1 )"}])
+    with pytest.raises(ValueError, match=r"row 0: column 'prompt' must be a string, got 3"):
+        collator([{"prompt": 3, "target_code": "print ( 1 )"}])

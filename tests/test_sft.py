@@ -11,7 +11,7 @@ from transformers import TrainerControl, TrainerState, TrainingArguments
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.models import build_model, load_tokenizer
 from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget
-from perfrl_trl.trainer.sft import count_unfit_targets, supervised_finetune, usable_cores
+from perfrl_trl.trainer.sft import count_unfit_targets, length_grouped, supervised_finetune, usable_cores
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_sft_learns_uses_all_cores_and_groups_by_length(train, tmp_path):
     model = build_model("t5", "tiny", tok, dropout_rate=0.0)
     before = [p.detach().clone() for p in model.parameters()]
     result = supervised_finetune(
-        model, tok, train, _args(tmp_path, max_steps=12, train_sampling_strategy="group_by_length"), 256, 256
+        model, tok, train, _args(tmp_path, max_steps=12, **length_grouped()), 256, 256
     )
     assert result.steps == 12 and result.threads == usable_cores() == torch.get_num_threads()
     losses = [p["loss"] for p in result.losses]

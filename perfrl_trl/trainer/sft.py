@@ -29,6 +29,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def length_grouped() -> dict[str, object]:
+    """`TrainingArguments` keywords for length-grouped batches, in this transformers version's spelling."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
+def _groups_by_length(args: TrainingArguments) -> bool:
+    return getattr(args, "train_sampling_strategy", None) == "group_by_length" or bool(
+        getattr(args, "group_by_length", False)
+    )
+
+
 @dataclass
 class SFTResult:
     """What [`supervised_finetune`] returns.
@@ -106,7 +122,7 @@ def supervised_finetune(
         model: A seq2seq or causal LM (from [`load_model_and_tokenizer`]).
         tokenizer: Its tokenizer.
         train_dataset: A `datasets.Dataset` with ``prompt`` and ``target_code`` columns.
-        args: The `TrainingArguments`; with ``train_sampling_strategy="group_by_length"`` a ``length`` column is added when missing.
+        args: The `TrainingArguments`; with length-grouped batches ([`length_grouped`]) a ``length`` column is added when missing.
             ``remove_unused_columns`` must be False (the collator reads the raw text columns).
         max_prompt_length: Longest prompt in tokens; longer ones keep their start, as generation does.
         max_completion_length: Longest target in tokens, EOS included.
@@ -135,7 +151,7 @@ def supervised_finetune(
     if missing:
         raise ValueError(f"the SFT dataset has no column(s) {missing}; it has {train_dataset.column_names}")
     count_unfit_targets(train_dataset, tokenizer, max_completion_length)
-    if getattr(args, "train_sampling_strategy", None) == "group_by_length":
+    if _groups_by_length(args):
         train_dataset = with_lengths(train_dataset, tokenizer)
     collator = SFTCollator(
         tokenizer,
