@@ -63,7 +63,7 @@ from perfrl_trl.loss import (
     rrhf_loss_from_token_logps,
     token_log_probs,
 )
-from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
+from perfrl_trl.models import BUNDLED_CHECKPOINT, create_pretrained, load_model_and_tokenizer
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 
 TARGET_RATIO = 1.3
@@ -477,8 +477,11 @@ class StepClock(TrainerCallback):
 
 
 def full_steps(root, args):
-    arch, size = args.full_model.split("-", 1)
-    path = create_pretrained(arch, size, Path(root) / f"full-{args.full_model}", overwrite=True)
+    if args.full_model == "bundled":
+        path = str(BUNDLED_CHECKPOINT)  # a policy that passes about two thirds of its problems
+    else:
+        arch, size = args.full_model.split("-", 1)
+        path = create_pretrained(arch, size, Path(root) / f"full-{args.full_model}", overwrite=True)
     t0 = time.perf_counter()
     data, source = load_rows(args.steps * args.prompts, args.seed)
     data_s = time.perf_counter() - t0
@@ -606,7 +609,10 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: see RRHFConfig.cpu_threads)")
     p.add_argument("--profile", action="store_true", help="print torch.profiler tables of both steps")
     p.add_argument("--steps", type=int, default=10, help="full RRHF steps in part 2 (0 skips part 2)")
-    p.add_argument("--full-model", default="t5-small", choices=MODEL_KEYS)
+    p.add_argument(
+        "--full-model", default="t5-small", choices=[*MODEL_KEYS, "bundled"],
+        help="part 2 model: a new one of a factory size, or the bundled SFT checkpoint",
+    )
     p.add_argument("--full-prompt-limit", type=int, default=256)
     p.add_argument("--full-completion-limit", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
