@@ -84,7 +84,7 @@ PRESETS = {
         _COMPARE, n_per_family=20, rl_steps=2, rl_prompts=24, max_eval=48, val_size=8, generation_batch_size=16
     ),
     "compare": _COMPARE,
-    # Training from scratch, one flag away: SFT, then the same comparison, in about 10 minutes.
+    # Training from scratch, one flag away: 240 s of SFT, then the default's comparison (~10 minutes, not timed).
     "scratch": dict(
         _COMPARE, **_FROM_SCRATCH, n_per_family=20, sft_seconds=240, rl_steps=2, rl_prompts=24, max_eval=48,
         val_size=8, generation_batch_size=16,

@@ -113,7 +113,8 @@ def beam_programs(
     )
     previous = torch.get_num_threads()
     if device.type == "cpu":
-        torch.set_num_threads(threads or usable_cores())
+        # Processes launched on one machine share its cores.
+        torch.set_num_threads(threads or max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     programs: list[list[str]] = []
     truncated: list[list[bool]] = []
     try:
