@@ -224,6 +224,17 @@ def load_data(script: ScriptArguments, seed: int):
     sys.exit(f"unknown --dataset {script.dataset!r}; use 'bench' or 'pie'")
 
 
+def new_model(model_args: ModelArguments, path: str, seed: int, state: PartialState) -> str:
+    """A randomly initialised model of the factory's size, written by the main process; the others wait."""
+    if state.is_main_process:
+        create_pretrained(
+            model_args.model_arch, model_args.model_size, path, seed=seed, overwrite=True,
+            dropout_rate=model_args.dropout_rate,
+        )
+    state.wait_for_everyone()
+    return path
+
+
 def sft_args(config: RRHFConfig, out_dir: str, lr: float, max_steps: int, bf16: bool, **overrides):
     """TrainingArguments for cross-entropy fine-tuning, from the run's config."""
     return TrainingArguments(
@@ -269,13 +280,7 @@ def pretrain(script: ScriptArguments, config: RRHFConfig, model_args: ModelArgum
     if script.pretrain_stage in ("all", "train"):
         train = to_dataset(problems).shuffle(seed=config.seed)
         print(f"pretraining data: {len(train)} problems (seed {PRETRAIN_SEED}; {dropped} shared with evaluation dropped)")
-        base = os.path.join(out, "base")
-        if state.is_main_process:
-            create_pretrained(
-                model_args.model_arch, model_args.model_size, base, seed=config.seed, overwrite=True,
-                dropout_rate=model_args.dropout_rate,
-            )
-        state.wait_for_everyone()
+        base = new_model(model_args, os.path.join(out, "base"), config.seed, state)
         started = time.monotonic()
         _, result = sft(
             base, sft_dir, config, train, config.learning_rate, script.sft_steps, script.sft_seconds,
@@ -404,13 +409,7 @@ def main():
     start, start_name = model_args.model_name_or_path or str(BUNDLED_CHECKPOINT), "bundled checkpoint"
     sft_energy, sft_losses, sft_steps = None, [], 0
     if script.from_scratch:
-        start = os.path.join(out, "base")
-        if state.is_main_process:
-            create_pretrained(
-                model_args.model_arch, model_args.model_size, start, seed=config.seed, overwrite=True,
-                dropout_rate=model_args.dropout_rate,
-            )
-        state.wait_for_everyone()
+        start = new_model(model_args, os.path.join(out, "base"), config.seed, state)
     elif model_args.model_name_or_path:
         start_name = "start model"
     if script.sft_steps > 0 or script.sft_seconds:
