@@ -56,6 +56,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.utils import logging as hf_logging
 
 from perfrl_trl import loss as loss_module
+from perfrl_trl.execution import ExecutionConfig, Executor
 from perfrl_trl.loss import (
     SourceKind,
     count_best_tokens,
@@ -64,6 +65,7 @@ from perfrl_trl.loss import (
     token_log_probs,
 )
 from perfrl_trl.models import BUNDLED_CHECKPOINT, create_pretrained, load_model_and_tokenizer
+from perfrl_trl.rewards import UnitTestRewardFunction
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 
 TARGET_RATIO = 1.3
@@ -476,7 +478,7 @@ class StepClock(TrainerCallback):
         self.last = now
 
 
-def full_steps(root, args):
+def full_steps(root, args, ahead=False):
     if args.full_model == "bundled":
         path = str(BUNDLED_CHECKPOINT)  # a policy that passes about two thirds of its problems
     else:
@@ -501,8 +503,15 @@ def full_steps(root, args):
         num_greedy_samples=1,
         include_target=True,
         seed=args.seed,
+        generate_ahead=ahead,
     )
-    trainer = RRHFTrainer(model, args=config, train_dataset=data, processing_class=tok, callbacks=[clock])
+    # A fresh executor per run: a second run must not find the first one's verdicts in the shared cache.
+    execution = ExecutionConfig(**config.execution_config_kwargs())
+    executor = Executor(execution)
+    reward = UnitTestRewardFunction(config.reward_tier_values, execution_config=execution, executor=executor)
+    trainer = RRHFTrainer(
+        model, args=config, train_dataset=data, processing_class=tok, callbacks=[clock], reward_funcs=[reward]
+    )
     trainer.remove_callback(PrinterCallback)  # the logs are kept in trainer.state.log_history
     batches = []
     score_and_collate = trainer._score_and_collate
@@ -514,7 +523,10 @@ def full_steps(root, args):
 
     trainer._score_and_collate = keep
     t0 = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        executor.close()
     train_s = time.perf_counter() - t0
     logs = [h for h in trainer.state.log_history if "timing/generate_s" in h]
     parts = {
@@ -538,6 +550,7 @@ def full_steps(root, args):
     rewards = [h.get("reward") for h in logs]
     return {
         "model": args.full_model,
+        "generate_ahead": ahead,
         "data": source,
         "data_build_s": data_s,
         "steps": len(steps),
@@ -558,7 +571,8 @@ def full_steps(root, args):
 def print_part2(r):
     steps = r["step_s"]
     print(
-        f"\n== Part 2: {r['steps']} full RRHF steps, {r['model']}, {r['prompts_per_step']} prompts x "
+        f"\n== Part 2: {r['steps']} full RRHF steps{' (generate_ahead)' if r.get('generate_ahead') else ''}, "
+        f"{r['model']}, {r['prompts_per_step']} prompts x "
         f"{r['candidates_per_prompt']} candidates, data: {r['data']} (built in {r['data_build_s']:.0f} s), "
         "real sandboxed reward"
     )
@@ -613,6 +627,10 @@ def main(argv=None):
         "--full-model", default="t5-small", choices=[*MODEL_KEYS, "bundled"],
         help="part 2 model: a new one of a factory size, or the bundled SFT checkpoint",
     )
+    p.add_argument(
+        "--generate-ahead", choices=["off", "on", "both"], default="both",
+        help="part 2: RRHFConfig.generate_ahead off (the on-policy loop), on, or both runs one after the other",
+    )
     p.add_argument("--full-prompt-limit", type=int, default=256)
     p.add_argument("--full-completion-limit", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -642,9 +660,12 @@ def main(argv=None):
         out["side_by_side"] = part1
         if part1:
             print_part1(part1)
-        if args.steps > 0:
+        if args.steps > 0 and args.generate_ahead in ("off", "both"):
             out["full_step"] = full_steps(root, args)
             print_part2(out["full_step"])
+        if args.steps > 0 and args.generate_ahead in ("on", "both"):
+            out["full_step_ahead"] = full_steps(root, args, ahead=True)
+            print_part2(out["full_step_ahead"])
     out["runtime_s"] = time.perf_counter() - t_start
     print(f"\n(total {out['runtime_s']:.0f} s)")
     if args.out:

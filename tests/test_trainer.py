@@ -266,3 +266,50 @@ def test_lora_trains_only_the_adapters(models, dataset, tmp_path):
     trainer.train()
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed), sorted(changed)[:5]
+
+
+class _RecordingTrainer(RRHFTrainer):
+    """Notes, for each generation, the step the trainer was at and the weights it generated with."""
+
+    def _generate(self, rows):
+        weights = sum(p.detach().double().sum().item() for p in self.model.parameters())
+        self.generations = getattr(self, "generations", []) + [
+            (self.state.global_step, weights, sorted(r["prompt"] for r in rows))
+        ]
+        return super()._generate(rows)
+
+
+def test_generate_ahead_uses_the_weights_before_the_update(models, dataset, tmp_path):
+    runs = {}
+    for ahead in (False, True):
+        # 4 rows in batches of 2: steps 1 and 2 are epoch 1, step 3 starts epoch 2.
+        args = _args(
+            tmp_path / str(ahead), max_steps=3, learning_rate=1e-2, seed=7, num_random_samples=0,
+            generate_ahead=ahead,
+        )  # fmt: skip
+        runs[ahead] = trainer = _RecordingTrainer(models["t5"], args=args, train_dataset=dataset)
+        trainer.train()
+        assert trainer.state.global_step == 3
+    on_policy, ahead = runs[False].generations, runs[True].generations
+    assert [s for s, _, _ in on_policy] == [0, 1, 2]
+    # Ahead, step 2's candidates come from the initial weights, generated before step 1's update; an
+    # epoch's last step generates nothing ahead, and nothing is generated for a step after max_steps.
+    assert [s for s, _, _ in ahead] == [0, 0, 2]
+    assert ahead[1][1] == ahead[0][1] and on_policy[1][1] != on_policy[0][1]
+    # The data order is unchanged: the same rows in the same steps.
+    assert [p for _, _, p in ahead] == [p for _, _, p in on_policy]
+
+
+def test_generate_ahead_drops_the_unused_step_when_training_stops(models, dataset, tmp_path):
+    from transformers import TrainerCallback
+
+    class StopAfterOne(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            control.should_training_stop = True
+
+    args = _args(tmp_path, max_steps=2, num_random_samples=0, generate_ahead=True)
+    trainer = _RecordingTrainer(models["t5"], args=args, train_dataset=dataset, callbacks=[StopAfterOne()])
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert [s for s, _, _ in trainer.generations] == [0, 0]  # step 2 was generated ahead, then dropped
+    assert trainer._ahead is None

@@ -43,6 +43,12 @@ class RRHFConfig(TrainingArguments):
             Most new tokens generated per candidate, also the longest candidate used in the loss.
         generation_batch_size (`int` or `None`, *optional*):
             Prompts per `generate` call; defaults to `per_device_train_batch_size`.
+        generate_ahead (`bool`, *optional*, defaults to `False`):
+            Generate the next step's candidates with the current weights before this step's update, so the
+            sandbox judges them while the model trains instead of the cores waiting in turn. Candidates are
+            then one update behind the policy (RRHF's loss needs no old log-probabilities, so nothing else
+            changes). The last step of an epoch and of the run generate nothing ahead, and a run resumed from a
+            checkpoint generates its first step's candidates anew. Off: the paper's on-policy loop.
         repetition_penalty (`float`, *optional*, defaults to `1.0`):
             Generation repetition penalty (`> 1.0` discourages repeats, a guard against degenerate programs).
         no_repeat_ngram_size (`int`, *optional*, defaults to `0`):
@@ -150,6 +156,13 @@ class RRHFConfig(TrainingArguments):
     generation_kwargs: dict | str | None = field(
         default=None,
         metadata={"help": "Extra GenerationConfig arguments for training-time generation (JSON)."},
+    )
+    generate_ahead: bool = field(
+        default=False,
+        metadata={
+            "help": "Generate the next step's candidates before this step's update, so the sandbox judges "
+            "them while the model trains (one update off-policy)."
+        },
     )
 
     # Reward

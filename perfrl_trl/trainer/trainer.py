@@ -281,15 +281,27 @@ class RRHFTrainer(Trainer):
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         """Generate and score every micro-batch of the accumulation step up front, so the tuning loss is
         normalised by the best-candidate tokens of the whole step (exact under gradient accumulation)."""
-        raw, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
-        if getattr(self, "_rng_resume", None) is not None:
-            checkpoint, self._rng_resume = self._rng_resume, None
-            self._load_rng_state(checkpoint)
-            self._rng_restored = checkpoint
         before = self._executor_stats()
-        # Every micro-batch is generated before any is waited for, so the sandbox times the first
-        # micro-batch's candidates while the next ones are generated.
-        generated = [self._generate(rows) for rows in raw]
+        ahead, self._ahead = getattr(self, "_ahead", None), None
+        if ahead is not None and ahead[0] is epoch_iterator:
+            generated = ahead[1]  # generated during the previous step, judged while it trained
+        else:
+            self._cancel(ahead)
+            raw, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if getattr(self, "_rng_resume", None) is not None:
+                checkpoint, self._rng_resume = self._rng_resume, None
+                self._load_rng_state(checkpoint)
+                self._rng_restored = checkpoint
+            # Every micro-batch is generated before any is waited for, so the sandbox times the first
+            # micro-batch's candidates while the next ones are generated.
+            generated = [self._generate(rows) for rows in raw]
+        if self.args.generate_ahead and self.state.global_step + 1 < self.state.max_steps:
+            # The next step's candidates, from the weights before this step's update: the sandbox judges
+            # them on the free cores during this step's forward/backward. Nothing is left at the end of an
+            # epoch's iterator, so epochs (and the data order) are unchanged.
+            upcoming, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if upcoming:
+                self._ahead = (epoch_iterator, [self._generate(rows) for rows in upcoming])
         batches = [self._score_and_collate(g) for g in generated]
         self._log_cache_stats(before, self._executor_stats())
         counts = torch.tensor(
@@ -314,6 +326,22 @@ class RRHFTrainer(Trainer):
         for b in batches:
             b["num_groups_in_batch"] = counts[1]
         return batches, counts[0]
+
+    def _cancel(self, ahead) -> None:
+        """Drop candidates generated ahead for a step that will not run (training stopped early)."""
+        if ahead is None:
+            return
+        for generated in ahead[1]:
+            for futures in generated["pending"].futures.values():
+                for fut in futures:
+                    fut.cancel()  # queued sandbox work is dropped; a run already started finishes
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self._cancel(getattr(self, "_ahead", None))
+            self._ahead = None
 
     def _executor_stats(self) -> dict[str, int] | None:
         reward = self.scorer.unit_test_reward
