@@ -91,7 +91,8 @@ def run_rung(name, setting, train, val, seconds, out, lr):
     loss = heldout_loss(model, tok, val)
     result.trainer.save_model(os.path.join(out, name, "model"))
     return {
-        "rung": name, "steps": result.steps, "seconds": result.seconds, "cpu_s": cpu, "threads": threads,
+        "rung": name, "steps": result.steps, "batch": setting["batch"], "seconds": result.seconds, "cpu_s": cpu,
+        "threads": threads,
         "load_avg": load, "train_loss_last": result.losses[-1]["loss"] if result.losses else None,
         "heldout_loss": loss, "model": os.path.join(out, name, "model"),
     }
@@ -131,14 +132,16 @@ def main():
                             n_bootstrap=0)
     first = rows[0]
     print(f"\n{args.seconds:.0f} s of wall-clock SFT per rung; {len(val)} held-out validation problems, greedy")
-    print(f"{'rung':15} {'steps':>6} {'steps/s':>8} {'x':>6} {'val loss':>9} {'x':>6} {'pass %':>7} "
+    print(f"{'rung':15} {'steps':>6} {'ex./s':>8} {'x':>6} {'val loss':>9} {'x':>6} {'pass %':>7} "
           f"{'compile %':>9} {'trunc %':>8} {'load':>5}")
     for r in rows:
         s = evals[r["rung"]].summary
         r.update(pass_rate=s["percent_passed"] / 100, compile_rate=s["percent_compiled"] / 100,
                  truncation_rate=s["truncation_rate"])
-        sps = r["steps"] / r["seconds"]
-        print(f"{r['rung']:15} {r['steps']:>6} {sps:>8.2f} {sps / (first['steps'] / first['seconds']):>6.2f} "
+        # Examples (not steps) per second: the rungs differ in batch size.
+        eps = r["steps"] * r["batch"] / r["seconds"]
+        eps0 = first["steps"] * first["batch"] / first["seconds"]
+        print(f"{r['rung']:15} {r['steps']:>6} {eps:>8.2f} {eps / eps0:>6.2f} "
               f"{r['heldout_loss']:>9.3f} {first['heldout_loss'] / r['heldout_loss']:>6.2f} "
               f"{100 * r['pass_rate']:>7.1f} {100 * r['compile_rate']:>9.1f} {100 * r['truncation_rate']:>8.1f} "
               f"{r['load_avg']:>5.1f}")
