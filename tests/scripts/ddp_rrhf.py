@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py under `accelerate launch --multi_gpu --num_processes 2` on CPU (gloo)."""
 
+import gc
 import json
 import sys
 
@@ -38,19 +39,25 @@ args = RRHFConfig(
     execution_workers=1,
     ddp_backend="gloo",
 )
-trainer = RRHFTrainer(model_dir, args=args, train_dataset=data, eval_dataset=data.select(range(4)))
-trainer.train(resume_from_checkpoint=resume)
-metrics = trainer.evaluate()
-if trainer.is_world_process_zero():
-    print(
-        "RESULT "
-        + json.dumps(
-            {
-                "world_size": trainer.args.world_size,
-                "step": trainer.state.global_step,
-                "eval_n_samples": metrics["eval_n_samples"],
-            }
-        )
-    )
+
+
+def main() -> None:
+    trainer = RRHFTrainer(model_dir, args=args, train_dataset=data, eval_dataset=data.select(range(4)))
+    trainer.train(resume_from_checkpoint=resume)
+    metrics = trainer.evaluate()
+    if trainer.is_world_process_zero():
+        result = {
+            "world_size": trainer.args.world_size,
+            "step": trainer.state.global_step,
+            "eval_n_samples": metrics["eval_n_samples"],
+        }
+        print("RESULT " + json.dumps(result))
+
+
+main()
+# The trainer (and the DDP wrapper holding the process group) went with main()'s frame, while the interpreter
+# is whole: a module-level trainer lived into interpreter teardown, where freeing the group's gloo threads
+# sometimes aborted the process ("terminate called without an active exception") after RESULT was printed.
+gc.collect()
 if dist.is_initialized():
     dist.destroy_process_group()
