@@ -1,7 +1,7 @@
 """PerfRL, end to end: RRHF steps against SFT-only at equal wall time, from the same model, on held-out problems.
 
     accelerate launch examples/train_pie.py                     # default: from the bundled checkpoint, ~6 min
-    accelerate launch examples/train_pie.py --preset compare    # the same on >= 500 held-out problems (~90 min)
+    accelerate launch examples/train_pie.py --preset compare    # the same on >= 500 held-out problems (48 min)
     accelerate launch examples/train_pie.py --preset scratch    # from a randomly initialised model: SFT first
     accelerate launch examples/train_pie.py --preset pretrain   # regenerates the bundled checkpoint (hours)
     accelerate launch examples/train_pie.py --model_name_or_path Salesforce/codet5-small \
