@@ -33,7 +33,7 @@ Fidelity, per rule:
   one worker, ratio of medians), taken after the rules on each chunk and not counted in any rule.
 
 Usage:
-    python benchmarks/reward_throughput.py                     # 40 pairs, about 10 minutes here
+    python benchmarks/reward_throughput.py                     # 40 pairs, about 3 minutes on a quiet machine
     python benchmarks/reward_throughput.py --n-pairs 8         # quick look
     python benchmarks/reward_throughput.py --n-pairs 120 --out benchmarks/results/reward_throughput.json
 """
