@@ -4,9 +4,11 @@
     python examples/rrhf_variant.py --rl_prompts 288 --rl_steps 1   # then: one variant of its RRHF stage
 
 The compare run's SFT-only arm is not retrained: the variant's RRHF stage gets the same wall-clock budget as
-that run's RRHF stage (which the SFT-only arm was given too), starts from the same checkpoint, and is judged on the same 507 held-out problems, so its per-problem
-outcomes pair with the saved ones (the exact McNemar test; the programs were judged in two sessions, so the
-timing side of %OPT carries that session's noise too). Writes `<compare_dir>/variant-<name>/results.json`.
+that run's RRHF stage (which the SFT-only arm was given too), starts from the same checkpoint, and is judged on
+the same 507 held-out problems, so its per-problem outcomes pair with the saved ones (the exact McNemar test;
+the programs were judged in two sessions, so the timing side of %OPT carries that session's noise too). Every
+setting not given on the command line is the compare preset's (`train_pie.preset_defaults("compare")`).
+Writes `<compare_dir>/variant-<name>/results.json`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from train_pie import preset_defaults  # this script's folder is on sys.path when it runs
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
@@ -39,12 +42,13 @@ SFT_ONLY = "SFT only (same compute)"
 class VariantArguments:
     name: str = field(default="variant", metadata={"help": "Folder name of this variant under compare_dir."})
     compare_dir: str = field(default="outputs/train_pie-compare", metadata={"help": "A finished compare run."})
-    n_per_family: int = field(default=130, metadata={"help": "As in the compare run."})
-    max_eval: int = field(default=600, metadata={"help": "As in the compare run."})
-    val_size: int = field(default=39, metadata={"help": "Validation problems for the per-step curve."})
-    rl_prompts: int = field(default=96, metadata={"help": "Prompts per RRHF step (a pass over them)."})
-    rl_steps: int = field(default=3, metadata={"help": "RRHF steps (passes over the prompts)."})
-    rrhf_learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of the RRHF stage."})
+    # Defaults below are the compare preset's (see _parse).
+    n_per_family: int = field(default=0, metadata={"help": "As in the compare run."})
+    max_eval: int = field(default=0, metadata={"help": "As in the compare run."})
+    val_size: int = field(default=0, metadata={"help": "Validation problems for the per-step curve."})
+    rl_prompts: int = field(default=0, metadata={"help": "Prompts per RRHF step (a pass over them)."})
+    rl_steps: int = field(default=0, metadata={"help": "RRHF steps (passes over the prompts)."})
+    rrhf_learning_rate: float = field(default=0.0, metadata={"help": "Learning rate of the RRHF stage."})
 
 
 def main():
@@ -102,12 +106,10 @@ def main():
 
 def _parse():
     parser = TrlParser((VariantArguments, RRHFConfig))
-    # The compare preset's settings (examples/train_pie.py), so that only what is given on the command line differs.
-    parser.set_defaults(
-        output_dir="outputs/rrhf-variant", report_to="none", save_strategy="no", logging_steps=10,
-        max_completion_length=256, max_prompt_length=256, per_device_train_batch_size=8, execution_n_trials=3,
-        rank_on_differing_tokens=True,
-    )  # fmt: skip
+    # The compare run's settings, so that only what is given on the command line differs.
+    known = {f.name for cls in (VariantArguments, RRHFConfig) for f in fields(cls)}
+    compare = {k: v for k, v in preset_defaults("compare").items() if k in known}
+    parser.set_defaults(**{**compare, "output_dir": "outputs/rrhf-variant"})
     return parser.parse_args_and_config()
 
 

@@ -193,18 +193,21 @@ def parse_args():
     if known.preset not in PRESETS:
         sys.exit(f"unknown --preset {known.preset!r}; choose one of {sorted(PRESETS)}")
     parser = TrlParser((ScriptArguments, RRHFConfig, ModelArguments))
-    parser.set_defaults(
-        **{
-            "output_dir": f"outputs/train_pie-{known.preset}",
-            "report_to": "none",
-            "save_strategy": "no",
-            "logging_steps": 10,
-            "max_completion_length": 256,  # >= 99% of the bundled targets fit with their EOS (test_benchmark.py)
-            "max_prompt_length": 256,
-            **PRESETS[known.preset],
-        },
-    )
+    parser.set_defaults(**preset_defaults(known.preset))
     return parser.parse_args_and_config()
+
+
+def preset_defaults(preset: str) -> dict:
+    """Every default a preset sets, over those of the dataclasses (also read by examples/rrhf_variant.py)."""
+    return {
+        "output_dir": f"outputs/train_pie-{preset}",
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "max_completion_length": 256,  # >= 99% of the bundled targets fit with their EOS (test_benchmark.py)
+        "max_prompt_length": 256,
+        **PRESETS[preset],
+    }
 
 
 def load_data(script: ScriptArguments, seed: int):

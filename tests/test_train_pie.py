@@ -79,3 +79,23 @@ def test_train_pie_with_two_processes_writes_once_and_does_not_hang(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["rows"]["SFT + RRHF (1 steps)"]["n_samples"] == 3  # both ranks' halves gathered
     assert (out / "final_model" / "model.safetensors").is_file()
+
+
+def test_rrhf_variant_takes_every_setting_of_the_compare_preset_but_its_own(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import rrhf_variant
+    from train_pie import preset_defaults
+
+    monkeypatch.setattr(sys, "argv", ["rrhf_variant.py", "--rl_prompts", "288", "--rl_steps", "1"])
+    variant, config = rrhf_variant._parse()
+    assert (variant.rl_prompts, variant.rl_steps) == (288, 1)  # given on the command line
+    compare = preset_defaults("compare")
+    checked = 0
+    for key, value in compare.items():
+        holder = variant if hasattr(variant, key) else config if hasattr(config, key) else None
+        if holder is None or key in ("output_dir", "rl_prompts", "rl_steps"):
+            continue  # not a setting of the variant, or one it sets itself
+        expected = [] if (key, value) == ("report_to", "none") else value  # TrainingArguments' parsed form
+        assert getattr(holder, key) == expected, key
+        checked += 1
+    assert checked >= 10, checked
