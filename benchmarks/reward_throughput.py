@@ -59,6 +59,7 @@ from reward_reliability import HARNESS, PIE_DIR, FreshInterpreterSandbox, _fresh
 
 from perfrl_trl.execution import ExecutionConfig, Executor
 from perfrl_trl.execution.sandbox import SandboxError
+from perfrl_trl.execution.timing import DECISIVE_MIN_BASELINE_S
 
 RULES = ("seed", "old_default", "new_default")
 ROLES = ("self", "target", "broken", "syntax")
@@ -191,6 +192,7 @@ class ExecutorRule:
                     "passed": v.passed,
                     "slow_ok": v.baseline_status == "passed",
                     "speedup": v.speedup,
+                    "decisive": v.faster and v.p_value is None,
                     "trials": len(v.trials),
                     "baseline_trials": len(v.baseline_trials),
                 }
@@ -201,13 +203,15 @@ class ExecutorRule:
         self.ex.close()
 
 
-def reference_speedups(ex: Executor, pairs: list[dict], n_trials: int) -> list[float | None]:
+def reference_speedups(ex: Executor, pairs: list[dict], n_trials: int) -> list[dict | None]:
     """Target against slow program, ``n_trials`` runs each alternated on one worker; ratio of the medians.
 
-    Reads the executor's private helpers (``_check``, ``_time_paired``), a benchmark's licence.
+    Also returns each program's runs, whose spread (slowest over fastest run of one program) is the noise
+    that ``decisive_speedup`` must stay beyond. Reads the executor's private helpers (``_check``,
+    ``_time_paired``), a benchmark's licence.
     """
 
-    def one(pair: dict) -> float | None:
+    def one(pair: dict) -> dict | None:
         tests = pair["tests"]
         if not (ex._check(pair["slow"], tests).passed and ex._check(pair["target"], tests).passed):
             return None
@@ -215,10 +219,28 @@ def reference_speedups(ex: Executor, pairs: list[dict], n_trials: int) -> list[f
             cand, base = ex._time_paired(pair["target"], pair["slow"], tests)
         except SandboxError:  # a run over its limits under load: no reference, out of the detection set
             return None
-        return statistics.median(base) / max(statistics.median(cand), 1e-9)
+        speedup = statistics.median(base) / max(statistics.median(cand), 1e-9)
+        return {"speedup": speedup, "slow_runs": base, "target_runs": cand}
 
     with ThreadPoolExecutor(ex.config.num_workers) as pool:
         return list(pool.map(one, pairs))
+
+
+def run_spread(references: list[dict | None], min_s: float = DECISIVE_MIN_BASELINE_S) -> dict:
+    """Slowest over fastest run of one program, over the reference programs whose fastest run is >= min_s."""
+    spreads = [
+        max(runs) / min(runs)
+        for r in references
+        if r is not None
+        for runs in (r["slow_runs"], r["target_runs"])
+        if min(runs) >= min_s
+    ]
+    return {
+        "min_run_s": min_s,
+        "n_programs": len(spreads),
+        "max": max(spreads, default=None),
+        "median": statistics.median(spreads) if spreads else None,
+    }
 
 
 def summarise(
@@ -245,6 +267,8 @@ def summarise(
         "n_detected_at_1_25": detected,
         "n_targets_at_1_25": len(fast),
         "tiers": tiers,
+        # R4 without paired runs (ExecutionConfig.decisive_speedup); the seed's rule has no such notion.
+        "n_decisive_r4": sum(r[role].get("decisive", False) for r in records for role in ROLES),
     }
 
 
@@ -274,6 +298,7 @@ def main() -> None:
     core_s = dict.fromkeys(RULES, 0.0)
     wall_s = dict.fromkeys(RULES, 0.0)
     ref: list[float | None] = []
+    references: list[dict | None] = []
     per_chunk: list[dict] = []
     chunks = [pairs[i : i + args.chunk] for i in range(0, len(pairs), args.chunk)]
     started = time.perf_counter()
@@ -289,7 +314,9 @@ def main() -> None:
                 core_s[name] += spent
                 wall_s[name] += time.perf_counter() - t0
                 per_chunk[-1][name] = spent
-            ref += reference_speedups(ref_ex, chunk, args.ref_trials)
+            measured_chunk = reference_speedups(ref_ex, chunk, args.ref_trials)
+            references += measured_chunk
+            ref += [None if r is None else r["speedup"] for r in measured_chunk]
             done = sum(len(x) for x in chunks[: c + 1])
             if args.out is not None:
                 # A partial result after every chunk, so that a run cut short still says something.
@@ -347,6 +374,13 @@ def main() -> None:
         for role in ROLES
     )
     print(f"\nold_default and new_default give the same tier to {agree}/{n_candidates} candidates")
+    spread = run_spread(references)
+    print(
+        f"new_default granted {summary['new_default']['n_decisive_r4']} R4 as decisive wins (no paired runs). "
+        f"Noise they must stay beyond: over the {spread['n_programs']} reference programs whose fastest run "
+        f"took >= {1000 * spread['min_run_s']:.0f} ms, slowest / fastest of one program's "
+        f"{args.ref_trials} runs: median {spread['median'] or math.nan:.2f}, largest {spread['max'] or math.nan:.2f}"
+    )
     for name in ("old_default", "new_default"):
         print(f"  {name} executor stats: {rules[name].ex.stats}")
 
@@ -365,6 +399,7 @@ def main() -> None:
             "rules": summary,
             "executor_stats": {name: rules[name].ex.stats for name in configs},
             "same_tier_old_new": agree,
+            "run_spread": spread,
             "core_s_per_chunk": per_chunk,
             "pairs": [
                 {

@@ -18,7 +18,9 @@ from perfrl_trl.execution.timing import (
     NOT_FASTER,
     OPEN,
     PROMISING,
+    clearly_slower,
     confirm_paired,
+    decisive_win,
     min_p_value,
     paired_looks,
     screen,
@@ -30,8 +32,12 @@ from perfrl_trl.rewards import UnitTestRewardFunction
 SLOW = "n = int(input())\ns = 0\nfor i in range(n):\n    s += i\nprint(s)\n"
 FAST = "n = int(input())\nprint(n * (n - 1) // 2)\n"
 SLOWER = "n = int(input())\ns = 0\nfor i in range(4 * n):\n    s += i if i < n else 0\nprint(s)\n"
+MUCH_SLOWER = SLOWER.replace("4 * n", "16 * n")
 TESTS = [{"input": f"{n}\n", "output": f"{n * (n - 1) // 2}\n"} for n in (150_000, 250_000)]
 TINY_TESTS = [{"input": "3\n", "output": "6\n"}]
+# Well over the 50 ms a decisive win needs of its baseline (about 0.3 s of CPU here): the loop of SLOW
+# against its closed form, a few thousand times apart.
+HEAVY_TESTS = [{"input": f"{n}\n", "output": f"{n * (n - 1) // 2}\n"} for n in (1_500_000, 2_500_000)]
 CONFIG = ExecutionConfig(timeout_s=5.0, n_trials=5, workers=2)
 
 
@@ -85,9 +91,39 @@ def test_screen_separates_clear_cases_and_leaves_the_rest_open():
     assert screen([0.00005, 0.00006], [0.0002] * 3) == NOT_FASTER  # under the minimum difference
 
 
+def test_decisive_win_needs_a_large_win_on_every_trial_and_a_baseline_long_enough_to_trust():
+    base = [0.300, 0.310, 0.330]
+    assert decisive_win([0.010, 0.012], base, factor=5.0)
+    assert decisive_win([0.055, 0.058], base, factor=5.0)  # just over 5x the fastest baseline trial
+    assert not decisive_win([0.010, 0.061], base, factor=5.0)  # its slowest trial is under 5x
+    assert not decisive_win(
+        [0.030, 0.031], [0.100, 0.300, 0.310], factor=5.0
+    )  # 10x the median, 3x the fastest
+    assert not decisive_win([0.010], base, factor=5.0)  # one trial is never enough
+    assert not decisive_win([0.010, 0.012], base[:2], factor=5.0)
+    assert not decisive_win([0.001, 0.001], [0.040, 0.040, 0.040], factor=5.0)  # baseline under 50 ms
+    assert not decisive_win([0.010, 0.012], base, factor=None)
+
+
+def test_clearly_slower_needs_every_value_at_twice_the_slowest_baseline_trial():
+    base = [0.300, 0.310, 0.330]
+    assert clearly_slower([0.700], base)
+    assert not clearly_slower([0.600], base)  # under twice the slowest baseline trial
+    assert not clearly_slower([0.700, 0.500], base)  # one value within reach
+    assert not clearly_slower([], base) and not clearly_slower([0.7], [])
+
+
 def test_sequential_timing_is_validated_by_name():
     with pytest.raises(ValueError, match=r"ExecutionConfig\.sequential_timing"):
         ExecutionConfig(sequential_timing="yes")
+
+
+@pytest.mark.parametrize("value", [1.5, 2.0, "5", True])
+def test_decisive_speedup_must_lie_well_beyond_the_margin(value):
+    with pytest.raises(ValueError, match=r"ExecutionConfig\.decisive_speedup"):
+        ExecutionConfig(decisive_speedup=value)
+    assert ExecutionConfig(decisive_speedup=None).decisive_speedup is None
+    assert ExecutionConfig(margin=1.5, decisive_speedup=3.0).decisive_speedup == 3.0
 
 
 # -- the rule on the real executor -----------------------------------------------------------------------
@@ -95,7 +131,9 @@ def test_sequential_timing_is_validated_by_name():
 
 @pytest.fixture(scope="module")
 def executors():
-    seq, fixed = Executor(CONFIG), Executor(replace(CONFIG, sequential_timing=False))
+    # Without decisive wins, so that a clear win goes through the paired runs whatever the machine's speed.
+    seq = Executor(replace(CONFIG, decisive_speedup=None))
+    fixed = Executor(replace(CONFIG, sequential_timing=False))
     yield seq, fixed
     seq.close()
     fixed.close()
@@ -109,11 +147,38 @@ def test_early_stopping_decides_like_the_fixed_rule_on_clear_cases(executors):
         s, f = seq.judge(program, TESTS, baseline=SLOW), fixed.judge(program, TESTS, baseline=SLOW)
         assert s.tier == f.tier == tier, (name, s, f)
         verdicts[name] = s
-    # The clearly slower one stopped after its correctness run and one timed run; the clear win was
-    # confirmed at the first paired look.
-    assert len(verdicts["much slower"].trials) == 2
+    # The slower one stopped after its correctness run and at most one timed run (after the correctness run
+    # alone when that took twice the baseline's slowest trial); the clear win was confirmed at the first
+    # paired look.
+    assert len(verdicts["much slower"].trials) <= 2
     assert (len(verdicts["much faster"].trials), len(verdicts["much faster"].baseline_trials)) == (4, 3)
     assert seq.stats["timed_runs"] < fixed.stats["timed_runs"], (seq.stats, fixed.stats)
+
+
+def test_a_decisive_win_skips_the_paired_runs_and_a_smaller_one_does_not():
+    with (
+        Executor(replace(CONFIG, workers=1)) as ex,
+        Executor(replace(CONFIG, workers=1, decisive_speedup=None)) as off,
+    ):
+        verdict = ex.judge(FAST, HEAVY_TESTS, baseline=SLOW)
+        assert verdict.tier == 4 and verdict.p_value is None and verdict.speedup > 5, verdict
+        # Its correctness run and one timed run against the baseline's three values; the timed runs are
+        # the baseline's two and the candidate's one, no paired run of the slow baseline.
+        assert (len(verdict.trials), len(verdict.baseline_trials)) == (2, 3)
+        assert ex.stats["timed_runs"] == 3, ex.stats
+        # Disabled, the same win is confirmed on paired runs (first look: 4 candidate, 3 baseline runs).
+        paired = off.judge(FAST, HEAVY_TESTS, baseline=SLOW)
+        assert paired.tier == 4 and paired.p_value is not None
+        assert (len(paired.trials), len(paired.baseline_trials)) == (4, 3)
+        assert off.stats["timed_runs"] == 3 + 7, off.stats
+
+
+def test_a_far_slower_candidate_stops_after_its_correctness_run():
+    with Executor(replace(CONFIG, workers=1)) as ex:
+        verdict = ex.judge(MUCH_SLOWER, TESTS, baseline=SLOW)  # 16 times the loop
+        assert verdict.tier == 3 and not verdict.faster and verdict.speedup < 0.5, verdict
+        assert len(verdict.trials) == 1 and len(verdict.baseline_trials) == 3
+        assert ex.stats["timed_runs"] == 2, ex.stats  # the baseline's two, none of the candidate's
 
 
 def test_a_candidate_identical_to_its_baseline_reuses_the_baseline():

@@ -27,13 +27,18 @@ class ExecutionConfig:
         margin: A candidate is faster only if ``baseline_time / candidate_time >= margin``.
         alpha: Significance level of the one-sided Mann-Whitney test that the speed-up must also pass.
         min_time_diff_s: Smallest difference of median CPU time (summed over tests) that counts as real.
-        sequential_timing: Spend trials only while the verdict is open: a candidate clearly not faster
-            than its cached baseline stops after two measurements (its correctness run counts as one);
+        sequential_timing: Spend trials only while the verdict is open: a candidate whose correctness run
+            took twice the cached baseline's slowest trial stops there, one clearly not faster after two
+            measurements (its correctness run counts as one), a decisive win (``decisive_speedup``) too;
             any other goes to runs alternated with the baseline on one worker, which stop at a probe
             after three runs when the win is not there, or at a first look on a complete win, else
             after ``n_trials + 1`` runs a side, with the significance level split between the looks so
             that false "faster" verdicts stay below ``alpha`` (docs/concepts.md). ``False`` gives the
             fixed rule: ``n_trials`` timed runs, then ``n_trials`` paired runs a side for an apparent win.
+        decisive_speedup: With ``sequential_timing``, a candidate whose every trial is at least this many
+            times faster than the fastest trial of its cached baseline (a baseline of at least 50 ms) is
+            faster without the paired runs: a win that size is beyond what load moves CPU time (docs/
+            concepts.md). ``None`` sends every apparent win to the paired runs.
         float_tol: Absolute tolerance when two output tokens both parse as floats.
         workers: Parallel sandboxed workers; defaults to the number of usable cores.
         isolation: ``"auto"`` (the strongest available), ``"bwrap"`` or ``"rlimits"``.
@@ -62,6 +67,7 @@ class ExecutionConfig:
     alpha: float = 0.05
     min_time_diff_s: float = 2e-4
     sequential_timing: bool = True
+    decisive_speedup: float | None = 5.0
     float_tol: float = 1e-3
     workers: int | None = None
     isolation: str = "auto"
@@ -89,6 +95,14 @@ class ExecutionConfig:
         if not isinstance(self.sequential_timing, bool):
             raise ValueError(
                 f"ExecutionConfig.sequential_timing must be True or False, got {self.sequential_timing!r}"
+            )
+        if self.decisive_speedup is not None and (
+            not isinstance(self.decisive_speedup, (int, float)) or self.decisive_speedup < 2 * self.margin
+        ):
+            raise ValueError(
+                "ExecutionConfig.decisive_speedup must be None or at least twice the margin "
+                f"({2 * self.margin:g}): a decisive win must lie well beyond the noise of CPU time, "
+                f"got {self.decisive_speedup!r}"
             )
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"ExecutionConfig.workers must be >= 1 or None, got {self.workers!r}")

@@ -16,7 +16,15 @@ from statistics import median
 
 from .config import ExecutionConfig
 from .sandbox import SandboxError, WorkerPool, resolve_isolation
-from .timing import NOT_FASTER, SpeedupDecision, confirm_paired, decide_faster, screen
+from .timing import (
+    NOT_FASTER,
+    SpeedupDecision,
+    clearly_slower,
+    confirm_paired,
+    decide_faster,
+    decisive_win,
+    screen,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +76,8 @@ class Verdict:
     ``tier`` is the reward tier: 1 does not compile, 2 fails (error, timeout, memory, wrong output),
     3 passes every test, 4 passes and is faster than the baseline by the margin, significantly.
     ``runtime`` and ``baseline_runtime`` are CPU seconds summed over the tests (median over trials).
+    ``p_value`` is the paired test's; it is ``None`` when no test ran, and for a decisive win (R4 with
+    two candidate trials, see ``ExecutionConfig.decisive_speedup``), which needs none.
     """
 
     compiled: bool
@@ -503,14 +513,22 @@ class Executor:
             if not base.passed:
                 verdict.trials, verdict.runtime = trials, median(trials)
                 return verdict
-            # The screen against the cached baseline: a clear miss stops here. Anything else (a clear
-            # win, or load drift between the cached baseline and now) goes to the paired runs, whose
-            # first probe (C B C) settles a drift-made "maybe" for the price of three runs.
-            trials += self._time(program, tests, repeats=1)
             decision: SpeedupDecision | None = None
-            if screen(trials, base.trials, cfg.margin, cfg.min_time_diff_s) == NOT_FASTER:
-                # Its best trial already misses, so the medians do too: never "faster" here.
+            if clearly_slower(trials, base.trials):
+                # Its correctness run alone took twice the baseline's slowest trial: another run of a slow
+                # program cannot make it faster (and one value is never significant: "not faster").
                 decision = decide_faster(trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
+            else:
+                # The screen against the cached baseline: a clear miss stops here, a decisive win too.
+                # Anything else (a clear win, or load drift between the cached baseline and now) goes to
+                # the paired runs, whose first probe (C B C) settles a drift-made "maybe" for three runs.
+                trials += self._time(program, tests, repeats=1)
+                if decisive_win(trials, base.trials, cfg.decisive_speedup):
+                    # Far beyond what load does to CPU time: paired runs of a slow baseline would only agree.
+                    decision = SpeedupDecision(median(base.trials) / median(trials), True, None)
+                elif screen(trials, base.trials, cfg.margin, cfg.min_time_diff_s) == NOT_FASTER:
+                    # Its best trial already misses, so the medians do too: never "faster" here.
+                    decision = decide_faster(trials, base.trials, cfg.margin, cfg.alpha, cfg.min_time_diff_s)
             verdict.trials, verdict.runtime = trials, median(trials)
             verdict.baseline_trials, verdict.baseline_runtime = base.trials, median(base.trials)
             if decision is None:

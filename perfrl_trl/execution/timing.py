@@ -7,10 +7,11 @@ verdicts near zero, where the paper's one-run wall-time rule called a program fa
 over half of the pairs.
 
 The sequential rule (``ExecutionConfig.sequential_timing``, the default) spends trials only while the
-verdict is open: :func:`screen` stops a candidate that is clearly not faster than its cached baseline
-after two measurements, and :func:`paired_looks` lets the paired confirmation stop at a first look when
-the win is already complete, with the significance level split between the looks so that the chance of
-a false "faster" stays at most ``alpha`` (see docs/concepts.md, "Timing and faster").
+verdict is open: :func:`clearly_slower` stops a candidate far slower than its cached baseline after its
+correctness run, :func:`screen` one that is clearly not faster after two measurements, :func:`decisive_win` grants a win too large for load to fake without more runs,
+and :func:`paired_looks` lets the paired confirmation stop at a first look when the win is already
+complete, with the significance level split between the looks so that the chance of a false "faster"
+stays at most ``alpha`` (see docs/concepts.md, "Timing and faster").
 """
 
 from __future__ import annotations
@@ -209,6 +210,74 @@ def screen(
     if b >= margin * worst and b - worst >= min_time_diff_s:
         return PROMISING
     return OPEN
+
+
+# A decisive win needs a baseline whose fastest trial takes at least this long: below it, the fixed cost of
+# a run (fork, set-up) and its calibration dominate the measurement and ratios are not trustworthy.
+DECISIVE_MIN_BASELINE_S = 0.05
+
+
+def decisive_win(
+    candidate: list[float],
+    baseline: list[float],
+    factor: float | None,
+    min_baseline_s: float = DECISIVE_MIN_BASELINE_S,
+) -> bool:
+    """Whether a win is too large for measurement noise to have made: faster without the paired runs.
+
+    True when the candidate has at least two trials, the baseline at least three, the baseline's fastest
+    trial takes at least ``min_baseline_s``, and even the candidate's slowest trial is ``factor`` times
+    below it. For a candidate that is not faster by the margin to pass, every one of those five
+    measurements would have to be off by a combined factor of ``factor / margin`` (4.5x at the defaults),
+    where load moves one program's CPU time by at most about 2x (docs/concepts.md).
+
+    Args:
+        candidate: CPU seconds per trial of the candidate.
+        baseline: CPU seconds per trial of the (cached) baseline.
+        factor: Required ratio ``min(baseline) / max(candidate)``; ``None`` never decides.
+        min_baseline_s: Smallest baseline trial for which the ratio is trusted.
+
+    Example:
+        ```python
+        >>> decisive_win([0.010, 0.012], [0.30, 0.31, 0.33], factor=5.0)  # 25x on every trial
+        True
+        >>> decisive_win([0.010, 0.080], [0.30, 0.31, 0.33], factor=5.0)  # one trial only 3.75x
+        False
+        >>> decisive_win([0.001, 0.001], [0.02, 0.02, 0.02], factor=5.0)  # a baseline too short to trust
+        False
+        ```
+    """
+    if factor is None or len(candidate) < 2 or len(baseline) < 3:
+        return False
+    fastest = min(baseline)
+    return fastest >= min_baseline_s and factor * max(candidate) <= fastest
+
+
+# A candidate whose correctness run alone took this many times the baseline's slowest trial stops there.
+CLEARLY_SLOWER_FACTOR = 2.0
+
+
+def clearly_slower(
+    candidate: list[float], baseline: list[float], factor: float = CLEARLY_SLOWER_FACTOR
+) -> bool:
+    """Whether a candidate is so much slower than its baseline that one more trial cannot matter.
+
+    True when every candidate trial so far (its correctness run, as a rule) took at least ``factor`` times
+    the baseline's slowest trial. This only ever ends a candidate at "not faster": a candidate truly 1.1x
+    faster would need its run to be off by ``factor * 1.1`` (2.2x) against the baseline's, beyond the
+    spread load gives one program's CPU time (about 2x at most, docs/concepts.md).
+
+    Example:
+        ```python
+        >>> clearly_slower([0.9], [0.30, 0.31, 0.33])
+        True
+        >>> clearly_slower([0.4], [0.30, 0.31, 0.33])  # slower, but within the noise: time it again
+        False
+        ```
+    """
+    if not candidate or not baseline:
+        return False
+    return min(candidate) >= factor * max(baseline)
 
 
 def confirm_paired(
