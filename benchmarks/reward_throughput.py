@@ -272,6 +272,49 @@ def summarise(
     }
 
 
+def ratio_interval(
+    per_chunk: list[dict], rule: str, reference: str = "old_default", n_boot: int = 5000
+) -> dict:
+    """Throughput of ``rule`` over ``reference`` (their core-seconds on the same candidates), with a 95% interval.
+
+    The chunks are the resampling unit (a percentile bootstrap over them): each holds the same pairs for every
+    rule, judged back to back, so a chunk's load and its programs hit both sides of the ratio alike.
+    """
+    import random
+
+    ref = [c[reference] for c in per_chunk]
+    own = [c[rule] for c in per_chunk]
+    rng = random.Random(0)
+    boots = []
+    for _ in range(n_boot):
+        idx = [rng.randrange(len(per_chunk)) for _ in per_chunk]
+        boots.append(sum(ref[i] for i in idx) / max(sum(own[i] for i in idx), 1e-12))
+    boots.sort()
+    return {
+        "ratio": sum(ref) / max(sum(own), 1e-12),
+        "ci95": [boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]],
+        "n_chunks": len(per_chunk),
+    }
+
+
+def pool(paths: list[Path]) -> None:
+    """Print each saved run's ratios with intervals, and the runs pooled (their chunks together)."""
+    chunks = []
+    for path in paths:
+        run = json.loads(path.read_text())
+        chunks += run["core_s_per_chunk"]
+        parts = []
+        for name in ("seed", "new_default"):
+            r = ratio_interval(run["core_s_per_chunk"], name)
+            parts.append(f"{name} {r['ratio']:.2f}x [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
+        print(f"{path}: {run['n_pairs']} pairs, vs old_default: " + ", ".join(parts))
+    parts = []
+    for name in ("seed", "new_default"):
+        r = ratio_interval(chunks, name)
+        parts.append(f"{name} {r['ratio']:.2f}x [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
+    print(f"pooled, {len(chunks)} chunks: vs old_default: " + ", ".join(parts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -285,7 +328,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="sandbox workers per rule (default: cores)")
     parser.add_argument("--pie-dir", type=Path, default=PIE_DIR)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument(
+        "--pool", type=Path, nargs="+", default=None, help="only summarise saved --out files, each and pooled"
+    )
     args = parser.parse_args()
+    if args.pool:
+        pool(args.pool)
+        return
     if not (args.pie_dir / "py_test_pairs.jsonl").is_file():
         raise SystemExit(f"needs the PIE data in {args.pie_dir} (see its README); nothing to measure")
 
@@ -365,6 +414,11 @@ def main() -> None:
             f"{pct(s['false_r4'])} ({s['n_false_r4']:>2}/{s['n_self_pairs']:<3})  "
             f"{pct(s['detected_at_1_25'])} ({s['n_detected_at_1_25']:>2}/{s['n_targets_at_1_25']:<3})"
         )
+    intervals = {name: ratio_interval(per_chunk, name) for name in RULES}
+    print(
+        "95% intervals of the ratio to old_default (bootstrap over the chunks): "
+        + ", ".join(f"{n} [{intervals[n]['ci95'][0]:.2f}, {intervals[n]['ci95'][1]:.2f}]" for n in RULES)
+    )
     print("\nTiers per candidate role:")
     for name in RULES:
         print(f"  {name:<12} " + "  ".join(f"{role}: {summary[name]['tiers'][role]}" for role in ROLES))
@@ -399,6 +453,7 @@ def main() -> None:
             "rules": summary,
             "executor_stats": {name: rules[name].ex.stats for name in configs},
             "same_tier_old_new": agree,
+            "ratio_vs_old": intervals,
             "run_spread": spread,
             "core_s_per_chunk": per_chunk,
             "pairs": [
