@@ -8,10 +8,11 @@ over half of the pairs.
 
 The sequential rule (``ExecutionConfig.sequential_timing``, the default) spends trials only while the
 verdict is open: :func:`clearly_slower` stops a candidate far slower than its cached baseline after its
-correctness run, :func:`screen` one that is clearly not faster after two measurements, :func:`decisive_win` grants a win too large for load to fake without more runs,
-and :func:`paired_looks` lets the paired confirmation stop at a first look when the win is already
-complete, with the significance level split between the looks so that the chance of a false "faster"
-stays at most ``alpha`` (see docs/concepts.md, "Timing and faster").
+correctness run, :func:`screen` one that is clearly not faster after two measurements, and
+:func:`decisive_win` grants a win too large for load to fake without more runs; :func:`paired_looks` lets
+the paired confirmation stop at a first look when the win is already complete, with the significance
+level split between the looks so that the chance of a false "faster" stays at most ``alpha`` (see
+docs/concepts.md, "Timing and faster").
 """
 
 from __future__ import annotations
@@ -264,8 +265,8 @@ def clearly_slower(
 
     True when every candidate trial so far (its correctness run, as a rule) took at least ``factor`` times
     the baseline's slowest trial. This only ever ends a candidate at "not faster": a candidate truly 1.1x
-    faster would need its run to be off by ``factor * 1.1`` (2.2x) against the baseline's, beyond the
-    spread load gives one program's CPU time (about 2x at most, docs/concepts.md).
+    faster would need its run to be off by ``factor * 1.1`` (2.2x) against every one of the baseline's,
+    more than the largest spread measured between two runs of one program (2.0, docs/concepts.md).
 
     Example:
         ```python
