@@ -155,7 +155,7 @@ def test_early_stopping_decides_like_the_fixed_rule_on_clear_cases(executors):
     assert seq.stats["timed_runs"] < fixed.stats["timed_runs"], (seq.stats, fixed.stats)
 
 
-def test_a_decisive_win_skips_the_paired_runs_and_a_smaller_one_does_not():
+def test_a_decisive_win_skips_the_paired_runs_unless_disabled():
     with (
         Executor(replace(CONFIG, workers=1)) as ex,
         Executor(replace(CONFIG, workers=1, decisive_speedup=None)) as off,
