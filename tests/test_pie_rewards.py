@@ -1,4 +1,4 @@
-"""The reward on real PIE programs (../shared/pie): never "faster than itself", and real targets detected.
+"""The reward on real PIE programs (../shared/pie): almost never "faster than itself", and real targets detected.
 
 Skipped cleanly when the data is not beside the repository.
 """
@@ -34,16 +34,19 @@ def reward():
     return UnitTestRewardFunction(execution_config=ExecutionConfig(timeout_s=5.0))
 
 
-def test_slow_program_against_itself_is_never_r4(pairs, reward):
+def test_slow_program_against_itself_is_almost_never_r4(pairs, reward):
     # A trailing comment makes the candidate a different string, so it is really re-run and re-timed.
     details = reward.score(
         [slow + "\n# copy\n" for slow, _, _ in pairs], [t for *_, t in pairs], [s for s, _, _ in pairs]
     )
     passing = [d for d in details if d.passed]
     assert len(passing) >= 10
-    assert not [d for d in details if d.tier == "R4"], [
-        (d.speedup, d.runtime) for d in details if d.tier == "R4"
-    ]
+    # The rule bounds false R4 by alpha (5%) per judgement, not at zero: with all 20 judged at once on two
+    # busy workers, 1 of 20 copies came out R4 in about 1 of 24 runs of this test (the same before and after
+    # the decisive-win rule), about 0.2% a judgement. Two or more would take a rate many times that; the
+    # paper's one-run rule calls about half of them faster.
+    false_r4 = [(d.speedup, d.runtime) for d in details if d.tier == "R4"]
+    assert len(false_r4) <= 1, false_r4
 
 
 def test_real_targets_are_mostly_r4(pairs, reward):
