@@ -530,6 +530,8 @@ def test_baseline_cache_is_bounded():
         for i in range(4):
             slow = f"x = {i}\n" + fast
             verdict = ex.judge(fast, GOOD_TESTS, baseline=slow)
-            assert verdict.tier == 3 and verdict.baseline_status == "passed", verdict
+            # The same sub-millisecond program: usually R3, but with 3 trials a side complete separation
+            # by noise (p = 0.05) can call it faster now and then; the cache is what is tested here.
+            assert verdict.passed and verdict.baseline_status == "passed", verdict
             assert len(ex._baselines) <= 2
         assert ex.judge(fast, GOOD_TESTS, baseline="x = 0\n" + fast).baseline_status == "passed"  # re-timed
