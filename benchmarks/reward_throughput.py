@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,7 @@ from perfrl_trl.execution.timing import DECISIVE_MIN_BASELINE_S
 
 RULES = ("seed", "old_default", "new_default")
 ROLES = ("self", "target", "broken", "syntax")
+POOLED = ("seed", "new_default")  # the rules --pool compares with the old default
 
 
 def make_candidates(pair: dict) -> dict[str, str]:
@@ -280,8 +282,6 @@ def ratio_interval(
     The chunks are the resampling unit (a percentile bootstrap over them): each holds the same pairs for every
     rule, judged back to back, so a chunk's load and its programs hit both sides of the ratio alike.
     """
-    import random
-
     ref = [c[reference] for c in per_chunk]
     own = [c[rule] for c in per_chunk]
     rng = random.Random(0)
@@ -297,22 +297,25 @@ def ratio_interval(
     }
 
 
+def ratios_line(per_chunk: list[dict], rules: tuple[str, ...]) -> str:
+    """``rule ratio [lo, hi]`` against the old default, for each of ``rules``."""
+    parts = []
+    for name in rules:
+        r = ratio_interval(per_chunk, name)
+        parts.append(f"{name} {r['ratio']:.2f}x [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
+    return ", ".join(parts)
+
+
 def pool(paths: list[Path]) -> None:
     """Print each saved run's ratios with intervals, and the runs pooled (their chunks together)."""
     chunks = []
     for path in paths:
         run = json.loads(path.read_text())
         chunks += run["core_s_per_chunk"]
-        parts = []
-        for name in ("seed", "new_default"):
-            r = ratio_interval(run["core_s_per_chunk"], name)
-            parts.append(f"{name} {r['ratio']:.2f}x [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
-        print(f"{path}: {run['n_pairs']} pairs, vs old_default: " + ", ".join(parts))
-    parts = []
-    for name in ("seed", "new_default"):
-        r = ratio_interval(chunks, name)
-        parts.append(f"{name} {r['ratio']:.2f}x [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]")
-    print(f"pooled, {len(chunks)} chunks: vs old_default: " + ", ".join(parts))
+        print(
+            f"{path}: {run['n_pairs']} pairs, vs old_default: " + ratios_line(run["core_s_per_chunk"], POOLED)
+        )
+    print(f"pooled, {len(chunks)} chunks: vs old_default: " + ratios_line(chunks, POOLED))
 
 
 def main() -> None:
@@ -415,10 +418,7 @@ def main() -> None:
             f"{pct(s['detected_at_1_25'])} ({s['n_detected_at_1_25']:>2}/{s['n_targets_at_1_25']:<3})"
         )
     intervals = {name: ratio_interval(per_chunk, name) for name in RULES}
-    print(
-        "95% intervals of the ratio to old_default (bootstrap over the chunks): "
-        + ", ".join(f"{n} [{intervals[n]['ci95'][0]:.2f}, {intervals[n]['ci95'][1]:.2f}]" for n in RULES)
-    )
+    print("vs old_default, 95% intervals by a bootstrap over the chunks: " + ratios_line(per_chunk, POOLED))
     print("\nTiers per candidate role:")
     for name in RULES:
         print(f"  {name:<12} " + "  ".join(f"{role}: {summary[name]['tiers'][role]}" for role in ROLES))
