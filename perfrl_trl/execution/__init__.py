@@ -2,15 +2,21 @@
 
 from .config import ISOLATION_LEVELS, ExecutionConfig
 from .judge import Executor, Verdict, compare_outputs, get_executor, validate_tests
+from .memo import OnceCache
 from .sandbox import SandboxError, bwrap_available, resolve_isolation
+from .tiers import DEFAULT_MARGIN, DEFAULT_TIER_REWARDS, Tier, validate_tier_rewards
 from .timing import SpeedupDecision, decide_faster, mann_whitney_less
 
 __all__ = [
+    "DEFAULT_MARGIN",
+    "DEFAULT_TIER_REWARDS",
     "ISOLATION_LEVELS",
     "ExecutionConfig",
     "Executor",
+    "OnceCache",
     "SandboxError",
     "SpeedupDecision",
+    "Tier",
     "Verdict",
     "bwrap_available",
     "compare_outputs",
@@ -18,5 +24,6 @@ __all__ = [
     "get_executor",
     "mann_whitney_less",
     "resolve_isolation",
+    "validate_tier_rewards",
     "validate_tests",
 ]
