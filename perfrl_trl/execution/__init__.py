@@ -24,6 +24,6 @@ __all__ = [
     "get_executor",
     "mann_whitney_less",
     "resolve_isolation",
-    "validate_tier_rewards",
     "validate_tests",
+    "validate_tier_rewards",
 ]
