@@ -53,7 +53,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from perfrl_trl.execution import ExecutionConfig, Executor, compare_outputs
+from perfrl_trl.execution import ExecutionConfig, Executor, Tier, compare_outputs
 from perfrl_trl.execution.sandbox import bwrap_available, bwrap_command
 
 PIE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "pie"
@@ -303,8 +303,8 @@ def rule_ours(pairs: list[dict], config: ExecutionConfig, desc: str):
                 "slow_ok": slow_ok,
                 "copy_ok": copy_v.passed,
                 "target_ok": target_v.passed,
-                "false_r4": copy_v.tier == 4,
-                "detected": target_v.tier == 4,
+                "false_r4": copy_v.tier == Tier.R4,
+                "detected": target_v.tier == Tier.R4,
                 "time_slow": copy_v.baseline_runtime,
                 "time_copy": copy_v.runtime,
                 "time_target": target_v.runtime,

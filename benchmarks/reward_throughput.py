@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from executor_overhead import _sandbox_cpu
 from reward_reliability import HARNESS, PIE_DIR, FreshInterpreterSandbox, _fresh_outcome, load_sample
 
-from perfrl_trl.execution import ExecutionConfig, Executor
+from perfrl_trl.execution import ExecutionConfig, Executor, Tier
 from perfrl_trl.execution.sandbox import SandboxError
 from perfrl_trl.execution.timing import DECISIVE_MIN_BASELINE_S
 
@@ -157,7 +157,7 @@ class SeedRule:
                 first = reps[0] if reps and reps[0] else [{}]
                 syntax = "SyntaxError" in first[0].get("stderr", "")
                 faster = o["passed"] and slow_t is not None and t is not None and t < slow_t
-                tier = 4 if faster else 3 if o["passed"] else 1 if syntax else 2
+                tier = Tier.R4 if faster else Tier.R3 if o["passed"] else Tier.R1 if syntax else Tier.R2
                 verdicts[role] = {"tier": tier, "passed": o["passed"], "slow_ok": slow["passed"]}
             out.append(verdicts)
         return out
@@ -256,7 +256,7 @@ def summarise(
         if s is not None and s >= 1.25 and r["target"]["passed"] and r["target"]["slow_ok"]
     ]
     detected = sum(r["target"]["tier"] == 4 for r in fast)
-    tiers = {role: dict(sorted(Counter(f"R{r[role]['tier']}" for r in records).items())) for role in ROLES}
+    tiers = {role: dict(sorted(Counter(Tier(r[role]["tier"]).name for r in records).items())) for role in ROLES}
     return {
         "candidates_per_core_s": n_candidates / core_s if core_s > 0 else None,
         "candidates": n_candidates,

@@ -1,7 +1,8 @@
 """Argument and input helpers shared by the ``perfrl-trl`` subcommands.
 
 They live apart from ``cli.py`` so that ``cli.py`` -> ``cli_optimize.py`` -> here is the only direction of
-import. Module level imports only the standard library: ``score``, ``sandbox-info`` and ``register-metrics``
+import. Module level imports only the standard library (and the package's standard-library-only execution
+defaults): ``score``, ``sandbox-info`` and ``register-metrics``
 must start without torch or transformers, and each helper imports what it needs when called.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from .execution.tiers import DEFAULT_MARGIN
 
 
 def read_program(path: str) -> str:
@@ -90,5 +93,5 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     """
     p.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit per test run, seconds")
     p.add_argument("--trials", type=int, default=5, help="timed repeats over all tests")
-    p.add_argument("--margin", type=float, default=1.10, help="speed-up needed for R4")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="speed-up needed for R4")
     p.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "rlimits"])

@@ -6,6 +6,9 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 
+from .tiers import DEFAULT_MARGIN
+from .timing import TimingRule
+
 ISOLATION_LEVELS = ("bwrap", "rlimits")
 
 
@@ -63,7 +66,7 @@ class ExecutionConfig:
     max_open_files: int = 64
     output_limit_bytes: int = 1 << 20
     n_trials: int = 5
-    margin: float = 1.10
+    margin: float = DEFAULT_MARGIN
     alpha: float = 0.05
     min_time_diff_s: float = 2e-4
     sequential_timing: bool = True
@@ -130,6 +133,10 @@ class ExecutionConfig:
             "RLIMIT_NPROC": int(self.max_processes),
             "RLIMIT_CORE": 0,
         }
+
+    def timing_rule(self) -> TimingRule:
+        """The settings the timing rules read."""
+        return TimingRule(self.n_trials, self.margin, self.alpha, self.min_time_diff_s, self.decisive_speedup)
 
     def key(self) -> tuple:
         """What a cached verdict depends on."""

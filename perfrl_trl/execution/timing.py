@@ -23,6 +23,8 @@ from functools import lru_cache
 from math import comb
 from statistics import median
 
+from .tiers import DEFAULT_MARGIN
+
 
 @lru_cache(maxsize=256)
 def _u_distribution(n: int, m: int) -> tuple[int, ...]:
@@ -80,7 +82,7 @@ class SpeedupDecision:
 def decide_faster(
     candidate: list[float],
     baseline: list[float],
-    margin: float = 1.10,
+    margin: float = DEFAULT_MARGIN,
     alpha: float = 0.05,
     min_time_diff_s: float = 2e-4,
 ) -> SpeedupDecision:
@@ -178,7 +180,10 @@ def paired_looks(n_trials: int, alpha: float, sequential: bool = True) -> tuple[
 
 
 def screen(
-    candidate: list[float], baseline: list[float], margin: float = 1.10, min_time_diff_s: float = 2e-4
+    candidate: list[float],
+    baseline: list[float],
+    margin: float = DEFAULT_MARGIN,
+    min_time_diff_s: float = 2e-4,
 ) -> str:
     """Where a candidate stands against its cached baseline after a few trials.
 
@@ -285,7 +290,7 @@ def confirm_paired(
     run_candidate: Callable[[], float],
     run_baseline: Callable[[], float],
     n_trials: int = 5,
-    margin: float = 1.10,
+    margin: float = DEFAULT_MARGIN,
     alpha: float = 0.05,
     min_time_diff_s: float = 2e-4,
     sequential: bool = True,
@@ -336,3 +341,119 @@ def confirm_paired(
         if decision.faster or screen(cand, base, margin, min_time_diff_s) == NOT_FASTER:
             break
     return cand, base, decision
+
+
+@dataclass(frozen=True)
+class TimingRule:
+    """The settings a timing rule reads (the timing fields of ``ExecutionConfig``)."""
+
+    n_trials: int = 5
+    margin: float = DEFAULT_MARGIN
+    alpha: float = 0.05
+    min_time_diff_s: float = 2e-4
+    decisive_speedup: float | None = 5.0
+
+    def decide(
+        self, candidate: list[float], baseline: list[float], alpha: float | None = None
+    ) -> SpeedupDecision:
+        return decide_faster(
+            candidate, baseline, self.margin, self.alpha if alpha is None else alpha, self.min_time_diff_s
+        )
+
+
+@dataclass(frozen=True)
+class TimingOutcome:
+    """What a rule measured and decided: the values the decision rests on, of both programs."""
+
+    trials: list[float]
+    baseline_trials: list[float]
+    decision: SpeedupDecision
+
+
+def fixed_rule(
+    trials: list[float],
+    baseline: list[float],
+    run_candidate: Callable[[], float],
+    run_baseline: Callable[[], float],
+    rule: TimingRule,
+) -> TimingOutcome:
+    """The fixed rule: ``n_trials`` values against the cached baseline; an apparent win is re-measured paired.
+
+    The cached baseline was timed earlier, under whatever load the machine had then, so a win is only
+    confirmed on ``n_trials`` runs of each program alternated on one worker (``run_*``).
+
+    Args:
+        trials: The candidate's ``n_trials`` timed values.
+        baseline: The cached baseline's values.
+        run_candidate: One more run of the candidate over all tests, on the worker the paired runs use.
+        run_baseline: The same for the baseline.
+        rule: The timing settings.
+    """
+    decision = rule.decide(trials, baseline)
+    if not decision.faster:
+        return TimingOutcome(trials, baseline, decision)
+    cand, base, decision = confirm_paired(
+        run_candidate,
+        run_baseline,
+        rule.n_trials,
+        rule.margin,
+        rule.alpha,
+        rule.min_time_diff_s,
+        sequential=False,
+    )
+    return TimingOutcome(cand, base, decision)
+
+
+def sequential_rule(
+    trials: list[float],
+    baseline: list[float],
+    time_once: Callable[[], float],
+    run_candidate: Callable[[], float],
+    run_baseline: Callable[[], float],
+    rule: TimingRule,
+) -> TimingOutcome:
+    """The sequential rule: trials only while the verdict is open (``ExecutionConfig.sequential_timing``).
+
+    A candidate whose first value (its correctness run) took twice the baseline's slowest stops there. Else
+    one timed run follows, and a decisive win or a clear miss stops; anything else (a clear win, or load
+    drift between the cached baseline and now) goes to :func:`confirm_paired`, whose first probe (C B C)
+    settles a drift-made "maybe" for three runs.
+
+    Args:
+        trials: The candidate's values so far (its correctness run's CPU time); the timed run is appended
+            to it, so a caller whose run fails part-way still has what was measured.
+        baseline: The cached baseline's values.
+        time_once: One timed run of the candidate (on any worker).
+        run_candidate: One run of the candidate, on the worker the paired runs use.
+        run_baseline: The same for the baseline.
+        rule: The timing settings.
+
+    Example:
+        ```python
+        >>> rule = TimingRule()
+        >>> sequential_rule([0.9], [0.30, 0.31, 0.33], None, None, None, rule).decision.faster  # far slower
+        False
+        >>> sequential_rule([0.010], [0.30, 0.31, 0.33], lambda: 0.011, None, None, rule).decision.faster
+        True
+        ```
+    """
+    if clearly_slower(trials, baseline):
+        # Another run of a slow program cannot make it faster (and one value is never significant).
+        return TimingOutcome(trials, baseline, rule.decide(trials, baseline))
+    trials.append(time_once())
+    if decisive_win(trials, baseline, rule.decisive_speedup):
+        # Far beyond what load does to CPU time: paired runs of a slow baseline would only agree.
+        return TimingOutcome(trials, baseline, SpeedupDecision(median(baseline) / median(trials), True, None))
+    if screen(trials, baseline, rule.margin, rule.min_time_diff_s) == NOT_FASTER:
+        # Its best trial already misses, so the medians do too: never "faster" here.
+        return TimingOutcome(trials, baseline, rule.decide(trials, baseline))
+    cand, base, decision = confirm_paired(
+        run_candidate,
+        run_baseline,
+        rule.n_trials,
+        rule.margin,
+        rule.alpha,
+        rule.min_time_diff_s,
+        sequential=True,
+    )
+    return TimingOutcome(cand, base, decision)

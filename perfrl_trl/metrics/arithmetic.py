@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from ..execution.tiers import DEFAULT_MARGIN
 from .intervals import bootstrap_ci, wilson_interval
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
     "results_from_runtimes",
 ]
 
-DEFAULT_MARGIN = 1.10
 # Relative slack on the margin comparison: ratios of decimal timings are not exact in binary floats.
 _TIE_RTOL = 1e-9
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..execution import ExecutionConfig, Executor, Verdict, get_executor, validate_tests
+from ..execution import (
+    DEFAULT_TIER_REWARDS,
+    ExecutionConfig,
+    Executor,
+    Tier,
+    Verdict,
+    get_executor,
+    validate_tests,
+    validate_tier_rewards,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +100,7 @@ class UnitTestRewardFunction:
 
     def __init__(
         self,
-        values: Sequence[float] = (0.0, 1.0, 1.3, 2.0),
+        values: Sequence[float] = DEFAULT_TIER_REWARDS,
         margin: float | None = None,
         graded: bool = False,
         graded_weight: float = 0.5,
@@ -102,11 +110,7 @@ class UnitTestRewardFunction:
         execution_config: ExecutionConfig | None = None,
         executor: Executor | None = None,
     ):
-        values = tuple(float(v) for v in values)
-        if len(values) != 4:
-            raise ValueError(f"values must give the four tiers R1..R4, got {len(values)} values")
-        if any(b < a for a, b in itertools.pairwise(values)):
-            raise ValueError(f"values must be non-decreasing from R1 to R4, got {values}")
+        values = validate_tier_rewards(values, where="values")
         if graded_cap <= 1 or graded_weight < 0:
             raise ValueError("graded_cap must be > 1 and graded_weight >= 0")
         self.values = values
@@ -127,7 +131,7 @@ class UnitTestRewardFunction:
     def reward_of(self, verdict: Verdict) -> float:
         """The scalar reward of a verdict."""
         value = self.values[verdict.tier - 1]
-        if self.graded and verdict.tier == 4 and verdict.speedup:
+        if self.graded and verdict.tier == Tier.R4 and verdict.speedup:
             value += self.graded_weight * min(math.log2(verdict.speedup), math.log2(self.graded_cap))
         return value
 

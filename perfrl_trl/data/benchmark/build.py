@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from ...execution import Tier
 from ..columns import DEFAULT_PREFIX, features, make_prompt
 from ._registry import FAMILIES, Ctx
 
@@ -156,7 +157,7 @@ def validate_problems(
         if best_v.passed and best_v.baseline_status not in (None, "passed"):
             logger.warning("dropping %s: slow program %s", p["problem_id"], best_v.baseline_status)
             continue
-        if best_v.tier < 4:
+        if best_v.tier < Tier.R4:
             logger.info(
                 "dropping %s: best solution is %s (%s)", p["problem_id"], best_v.tier_name, best_v.status
             )
@@ -171,7 +172,7 @@ def validate_problems(
                 logger.warning("dropping %s: target %s (%s)", p["problem_id"], tv.status, tv.error)
                 continue
             q["target_speedup"] = float(tv.speedup) if tv.speedup is not None else None
-            if tv.tier < 4:
+            if tv.tier < Tier.R4:
                 q["target_kind"] = "marginal"
             elif q["best_speedup"] > PARTIAL_GAP * q["target_speedup"]:
                 q["target_kind"] = "partial"
