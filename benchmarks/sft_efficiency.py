@@ -29,9 +29,10 @@ from perfrl_trl.comparison import evaluate_models
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.data.benchmark.build import to_dataset
 from perfrl_trl.data.benchmark.pretraining import pretraining_problems
+from perfrl_trl.execution.cores import usable_cores
 from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
 from perfrl_trl.trainer import RRHFConfig
-from perfrl_trl.trainer.sft import length_grouped, supervised_finetune, usable_cores
+from perfrl_trl.trainer.sft import length_grouped, supervised_finetune
 
 BASELINE = dict(
     dropout=0.1, batch=8, schedule="constant_with_warmup", threads=1, group=False, bf16=False, max_len=128,

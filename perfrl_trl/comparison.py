@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
+from .execution.cores import torch_threads
 from .metrics.arithmetic import aggregate, best_of_k
 from .metrics.scoring import score_programs
 from .reporting import mcnemar_exact
@@ -96,10 +97,9 @@ def beam_programs(
         prompts: The prompts.
         config: Supplies the lengths, beams and ``generation_batch_size``.
         device: Where to run (default: the model's device).
-        threads: Torch CPU threads while generating (default: all usable cores; restored afterwards).
+        threads: Torch CPU threads while generating (default: this process's share of the usable cores,
+            see `perfrl_trl.execution.cores`; restored afterwards).
     """
-    from .trainer.sft import usable_cores
-
     device = device or next(model.parameters()).device
     base = sampling_config(
         model.generation_config,
@@ -113,8 +113,8 @@ def beam_programs(
     )
     previous = torch.get_num_threads()
     if device.type == "cpu":
-        # Processes launched on one machine share its cores.
-        torch.set_num_threads(threads or max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+        # Nothing is judged while the beams are searched: the process's whole share of the cores.
+        torch.set_num_threads(torch_threads(sandbox_alongside=False, requested=threads))
     programs: list[list[str]] = []
     truncated: list[list[bool]] = []
     try:

@@ -20,6 +20,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from .data.columns import DEFAULT_PREFIX, make_prompt
 from .execution import ExecutionConfig, Executor, validate_tests
+from .execution.cores import torch_threads
 from .rewards import RewardDetails, UnitTestRewardFunction, completion_to_code
 from .trainer.generation import generate_completions, sampling_config, tokenize_prompts
 
@@ -98,14 +99,12 @@ class OptimizationResult:
 
 @contextlib.contextmanager
 def _cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
-    # On CPU, OpenMP threads spin-wait between kernels; with every core busy (other generation threads, sandbox
-    # workers) that made generation 33x slower on a 2-core machine. Half the cores is the trainer's choice too.
+    # The sandbox's workers share the cores (see perfrl_trl.execution.cores for the policy).
     if device.type != "cpu":
         yield
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads or max(1, cores // 2))
+    torch.set_num_threads(torch_threads(sandbox_alongside=True, requested=threads))
     try:
         yield
     finally:
@@ -211,7 +210,8 @@ def optimize_program(
         seed: Makes the sampling reproducible (the global RNG state is left untouched).
         max_prompt_length: Truncate longer prompts (``None``: never).
         batch_size: Samples generated per ``generate`` call.
-        cpu_threads: Torch threads on CPU during generation; defaults to half the usable cores.
+        cpu_threads: Torch threads on CPU during generation; defaults to half the process's share of the usable
+            cores (see `perfrl_trl.execution.cores`).
         device: Where to run the model; a model loaded from a path defaults to CUDA if available, else CPU.
 
     Returns:

@@ -9,9 +9,10 @@ import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from perfrl_trl.data.benchmark import build_benchmark
+from perfrl_trl.execution.cores import usable_cores
 from perfrl_trl.models import build_model, load_tokenizer
 from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget
-from perfrl_trl.trainer.sft import count_unfit_targets, length_grouped, supervised_finetune, usable_cores
+from perfrl_trl.trainer.sft import count_unfit_targets, length_grouped, supervised_finetune
 
 
 @pytest.fixture(scope="module")

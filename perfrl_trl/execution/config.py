@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field, fields
 
 from .tiers import DEFAULT_MARGIN
@@ -116,12 +115,10 @@ class ExecutionConfig:
 
     @property
     def num_workers(self) -> int:
-        if self.workers is not None:
-            return self.workers
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:
-            return max(1, os.cpu_count() or 1)
+        """Sandbox worker processes: ``workers``, else one per usable core (see ``execution.cores``)."""
+        from .cores import usable_cores
+
+        return self.workers if self.workers is not None else usable_cores()
 
     def rlimits(self) -> dict[str, int]:
         cpu = self.cpu_limit_s if self.cpu_limit_s is not None else self.timeout_s

@@ -79,9 +79,10 @@ class RRHFConfig(TrainingArguments):
         execution_kwargs (`dict` or `None`, *optional*):
             Other `perfrl_trl.execution.ExecutionConfig` arguments (JSON on the CLI).
         cpu_threads (`int` or `None`, *optional*):
-            torch intra-op threads when training on CPU; `None` uses half the usable cores (at least 1). The
-            sandbox workers share the cores, and OpenMP threads that spin-wait on busy cores made a tiny
-            model's `generate` 33x slower here (16.4 s against 0.49 s with one thread).
+            torch intra-op threads when training on CPU; `None` uses half the process's share of the usable
+            cores (at least 1; see `perfrl_trl.execution.cores`). The sandbox workers share the cores, and
+            OpenMP threads that spin-wait on busy cores made a tiny model's `generate` 33x slower here (16.4 s
+            against 0.49 s with one thread).
 
         > Parameters that control the loss (`L = a · L_rank + L_tuning`)
 

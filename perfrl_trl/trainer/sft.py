@@ -9,24 +9,16 @@ on CPU, and the loss curve returned as a list.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from ..collator import SFTCollator
+from ..execution.cores import torch_threads
 from .callbacks import WallClockBudget
 
 logger = logging.getLogger(__name__)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which containers and `taskset` narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def length_grouped() -> dict[str, object]:
@@ -170,9 +162,8 @@ def supervised_finetune(
         callbacks=[*(callbacks or []), *([budget] if budget else [])],
     )
     if args.device.type == "cpu":
-        # No sandbox runs during SFT, so every usable core goes to the matrix products.
-        # Processes launched on one machine share its cores.
-        threads = threads or max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        # No sandbox runs during SFT, so the process's whole share of the cores goes to the matrix products.
+        threads = torch_threads(sandbox_alongside=False, requested=threads)
         torch.set_num_threads(threads)
         logger.info("SFT on CPU with %d torch threads", threads)
     else:

@@ -16,6 +16,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from ..collator import RRHFCandidateCollator
 from ..execution import ExecutionConfig
+from ..execution.cores import torch_threads
 from ..loss import SourceKind, count_best_tokens, rrhf_loss, shift_labels
 from ..metrics.arithmetic import aggregate
 from ..metrics.scoring import score_programs
@@ -122,10 +123,8 @@ class RRHFTrainer(Trainer):
             optimizers=optimizers,
         )
         if self.args.device.type == "cpu":
-            cores = (
-                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            )
-            torch.set_num_threads(args.cpu_threads or max(1, cores // 2))
+            # The sandbox judges candidates on the same cores while the model generates and trains.
+            torch.set_num_threads(torch_threads(sandbox_alongside=True, requested=args.cpu_threads))
         # The loss is normalised over the whole accumulated batch (see get_batch_samples).
         self.loss_is_scaled_for_ga = True
         self._metrics: dict[str, dict[str, list[float]]] = {
