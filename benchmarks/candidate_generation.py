@@ -44,15 +44,15 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from perfrl_trl.models import load_model_and_tokenizer
-from perfrl_trl.models.bundled import BUNDLED_CHECKPOINT
-from perfrl_trl.trainer.generation import (
+from perfrl_trl.generation import (
     Completion,
     _strip,
     generate_completions,
     sampling_config,
     tokenize_prompts,
 )
+from perfrl_trl.models import load_model_and_tokenizer
+from perfrl_trl.models.bundled import BUNDLED_CHECKPOINT
 
 
 class GreedyRows(LogitsProcessor):
@@ -105,7 +105,7 @@ def generate_greedy_and_sampled(
     Example:
         ```python
         >>> from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
-        >>> from perfrl_trl.trainer.generation import generate_greedy_and_sampled, tokenize_prompts
+        >>> from perfrl_trl.generation import generate_greedy_and_sampled, tokenize_prompts
         >>> tok, model = AutoTokenizer.from_pretrained("path/to/model"), AutoModelForSeq2SeqLM.from_pretrained("path/to/model")
         >>> inputs = tokenize_prompts(tok, ["Write faster version:\\nprint(sum(range(10)))"], 256, model.device)
         >>> config = GenerationConfig(max_new_tokens=128, do_sample=True, top_k=50, decoder_start_token_id=0)

@@ -15,13 +15,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm.auto import tqdm
 
-from .execution.cores import torch_threads
+from .generation import beam_programs, gather_in_order, process_share, torch_threads_on_cpu
 from .metrics.arithmetic import aggregate, best_of_k
 from .metrics.scoring import score_programs
 from .reporting import mcnemar_exact
-from .trainer.generation import generate_completions, sampling_config, tokenize_prompts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -79,57 +77,6 @@ class ModelEvaluation:
         return {"name": self.name, "summary": self.summary, "outcomes": [asdict(o) for o in self.outcomes]}
 
 
-@torch.no_grad()
-def beam_programs(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    config: RRHFConfig,
-    device: torch.device | None = None,
-    threads: int | None = None,
-) -> tuple[list[list[str]], list[list[bool]]]:
-    """Beam search (``eval_num_beams``), ``eval_num_return_sequences`` programs per prompt, as the trainer's
-    evaluation does; returns the programs and their truncation flags.
-
-    Args:
-        model: A seq2seq or causal LM.
-        tokenizer: Its tokenizer.
-        prompts: The prompts.
-        config: Supplies the lengths, beams and ``generation_batch_size``.
-        device: Where to run (default: the model's device).
-        threads: Torch CPU threads while generating (default: this process's share of the usable cores,
-            see `perfrl_trl.execution.cores`; restored afterwards).
-    """
-    device = device or next(model.parameters()).device
-    base = sampling_config(
-        model.generation_config,
-        max_new_tokens=config.max_completion_length,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        do_sample=False,
-        num_beams=config.eval_num_beams,
-        repetition_penalty=config.repetition_penalty,
-        no_repeat_ngram_size=config.no_repeat_ngram_size,
-    )
-    previous = torch.get_num_threads()
-    if device.type == "cpu":
-        # Nothing is judged while the beams are searched: the process's whole share of the cores.
-        torch.set_num_threads(torch_threads(sandbox_alongside=False, requested=threads))
-    programs: list[list[str]] = []
-    truncated: list[list[bool]] = []
-    try:
-        step = config.generation_batch_size or 8
-        starts = range(0, len(prompts), step)
-        for start in tqdm(starts, desc="beam search", disable=config.disable_tqdm or len(starts) < 2):
-            inputs = tokenize_prompts(tokenizer, prompts[start : start + step], config.max_prompt_length, device)
-            for group in generate_completions(model, tokenizer, inputs, base, config.eval_num_return_sequences):
-                programs.append([c.text for c in group])
-                truncated.append([c.truncated for c in group])
-    finally:
-        torch.set_num_threads(previous)
-    return programs, truncated
-
-
 def _load(model: str | os.PathLike | PreTrainedModel, tokenizer=None):
     if isinstance(model, (str, os.PathLike)):
         from .models import load_model_and_tokenizer
@@ -184,9 +131,9 @@ def evaluate_models(
     if len(dataset) == 0:
         raise ValueError("evaluate_models: the dataset is empty")
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+    rank = torch.distributed.get_rank() if dist else 0
     n = len(dataset)
-    mine = list(range(rank, n, world))
+    mine = process_share(n)
     prompts = [dataset[i]["prompt"] for i in mine]
 
     generated: dict[str, tuple[list[list[str]], list[list[bool]]]] = {}
@@ -195,16 +142,10 @@ def evaluate_models(
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
         if device is not None:
             m = m.to(device)
-        progs, trunc = beam_programs(m, tok, prompts, config, device=device)
-        if dist:
-            shards: list[Any] = [None] * world
-            torch.distributed.all_gather_object(shards, (mine, progs, trunc))
-            by_index: dict[int, tuple[list[str], list[bool]]] = {}
-            for idx, p, t in shards:
-                by_index.update({i: (pp, tt) for i, pp, tt in zip(idx, p, t)})
-            progs = [by_index[i][0] for i in range(n)]
-            trunc = [by_index[i][1] for i in range(n)]
-        generated[name] = (progs, trunc)
+        # Nothing is judged while the beams are searched: the process's whole share of the cores.
+        with torch_threads_on_cpu(device or next(m.parameters()).device, sandbox_alongside=False):
+            progs, trunc = beam_programs(m, tok, prompts, config, device=device, progress=not config.disable_tqdm)
+        generated[name] = (gather_in_order(mine, progs, n), gather_in_order(mine, trunc, n))
 
     result: list[Any] = [None]
     if rank == 0:

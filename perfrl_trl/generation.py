@@ -1,12 +1,23 @@
-"""Candidate generation for seq2seq and decoder-only models (the "generate" step of Figure 1)."""
+"""Generation for seq2seq and decoder-only models: the trainer's candidates (the "generate" step of Figure 1),
+and the one beam-search evaluation that `RRHFTrainer.evaluate` and `perfrl_trl.comparison.evaluate_models`
+both run ([`beam_programs`]), with how the rows are split across processes and gathered back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from .execution.cores import torch_threads
+
+if TYPE_CHECKING:
+    from .trainer.config import RRHFConfig
 
 
 @dataclass
@@ -94,3 +105,104 @@ def generate_completions(
 def sampling_config(base: GenerationConfig, **changes) -> GenerationConfig:
     """A copy of ``base`` with ``changes`` applied (generation configs are mutable and shared)."""
     return GenerationConfig.from_dict({**base.to_dict(), **changes})
+
+
+def base_generation_config(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: RRHFConfig
+) -> GenerationConfig:
+    """The decoding settings every generation of a run shares: the config's length limit, penalties and
+    ``generation_kwargs``, the tokenizer's pad and EOS, and the model's decoder start token.
+
+    ``config`` is an [`RRHFConfig`] (or anything with its ``max_completion_length``, ``repetition_penalty``,
+    ``no_repeat_ngram_size`` and ``generation_kwargs``). The model's own ``generation_config`` is not read:
+    what decodes a program is the run's config alone.
+    """
+    return GenerationConfig(
+        max_new_tokens=config.max_completion_length,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None),
+        repetition_penalty=config.repetition_penalty,
+        no_repeat_ngram_size=config.no_repeat_ngram_size,
+        **(config.generation_kwargs or {}),
+    )
+
+
+@torch.no_grad()
+def beam_programs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    config: RRHFConfig,
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> tuple[list[list[str]], list[list[bool]]]:
+    """The evaluation's decoding: beam search (``eval_num_beams``), ``eval_num_return_sequences`` programs per
+    prompt, on [`base_generation_config`]; returns the programs and their truncation flags, per prompt.
+
+    `RRHFTrainer.evaluate` and `perfrl_trl.comparison.evaluate_models` both call it, so one model and one
+    config give the same programs in both.
+
+    Args:
+        model: A seq2seq or causal LM (unwrapped from DDP).
+        tokenizer: Its tokenizer.
+        prompts: The prompts.
+        config: An [`RRHFConfig`]: lengths, beams, penalties, ``generation_kwargs`` and
+            ``generation_batch_size``.
+        device: Where to run (default: the model's device).
+        progress: Show a progress bar when there is more than one batch.
+    """
+    device = device or next(model.parameters()).device
+    beams = sampling_config(
+        base_generation_config(model, tokenizer, config), do_sample=False, num_beams=config.eval_num_beams
+    )
+    programs: list[list[str]] = []
+    truncated: list[list[bool]] = []
+    step = config.generation_batch_size or 8
+    starts = range(0, len(prompts), step)
+    for start in tqdm(starts, desc="beam search", disable=not progress or len(starts) < 2):
+        inputs = tokenize_prompts(tokenizer, prompts[start : start + step], config.max_prompt_length, device)
+        for group in generate_completions(model, tokenizer, inputs, beams, config.eval_num_return_sequences):
+            programs.append([c.text for c in group])
+            truncated.append([c.truncated for c in group])
+    return programs, truncated
+
+
+@contextlib.contextmanager
+def torch_threads_on_cpu(device: torch.device, *, sandbox_alongside: bool, requested: int | None = None) -> Iterator[None]:
+    """On CPU, torch threads set by `perfrl_trl.execution.cores.torch_threads` for the block, then restored."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(torch_threads(sandbox_alongside=sandbox_alongside, requested=requested))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def process_share(n: int) -> list[int]:
+    """The rows of ``n`` this process handles: ``rank, rank + world, ...`` (all of them outside
+    `torch.distributed`)."""
+    if not _distributed():
+        return list(range(n))
+    return list(range(torch.distributed.get_rank(), n, torch.distributed.get_world_size()))
+
+
+def gather_in_order(indices: Sequence[int], values: Sequence[Any], n: int) -> list[Any]:
+    """Every process's ``values`` (one per row of its ``indices``, see [`process_share`]) in row order
+    ``0..n-1``, on every process."""
+    shards: list[Any] = [(list(indices), list(values))]
+    if _distributed():
+        shards = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(shards, (list(indices), list(values)))
+    out: list[Any] = [None] * n
+    for idx, vals in shards:
+        for i, v in zip(idx, vals):
+            out[i] = v
+    return out

@@ -7,12 +7,11 @@ test *and* is faster by the margin (tier R4) is ever returned.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -20,9 +19,8 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from .data.columns import DEFAULT_PREFIX, make_prompt
 from .execution import ExecutionConfig, Executor, validate_tests
-from .execution.cores import torch_threads
+from .generation import generate_completions, sampling_config, tokenize_prompts, torch_threads_on_cpu
 from .rewards import RewardDetails, UnitTestRewardFunction, completion_to_code
-from .trainer.generation import generate_completions, sampling_config, tokenize_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -95,20 +93,6 @@ class OptimizationResult:
         lines = [(line if line.endswith("\n") else line + "\n") for line in program.splitlines(True)]
         new = [(line if line.endswith("\n") else line + "\n") for line in self.best.splitlines(True)]
         return "".join(difflib.unified_diff(lines, new, fromfile=name, tofile=f"{name} (optimized)"))
-
-
-@contextlib.contextmanager
-def _cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
-    # The sandbox's workers share the cores (see perfrl_trl.execution.cores for the policy).
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(torch_threads(sandbox_alongside=True, requested=threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _load(model, tokenizer, device) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -253,7 +237,11 @@ def optimize_program(
     sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     # `seed` must not reset the caller's RNG streams (CPU, and the model's GPU when it has one).
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with _cpu_threads(device, cpu_threads), torch.random.fork_rng(devices=rng_devices):
+    # Half the process's share of the cores on CPU, as in training (see perfrl_trl.execution.cores).
+    with (
+        torch_threads_on_cpu(device, sandbox_alongside=True, requested=cpu_threads),
+        torch.random.fork_rng(devices=rng_devices),
+    ):
         if seed is not None:
             torch.manual_seed(seed)
         beams = num_beams if include_beam else 0

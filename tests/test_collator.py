@@ -308,7 +308,7 @@ def test_sft_seq2seq_puts_the_prompt_in_the_encoder_and_the_target_in_the_labels
 
 @pytest.mark.parametrize("is_encoder_decoder", [False, True])
 def test_sft_prompt_truncation_keeps_the_start_as_generation_does(is_encoder_decoder):
-    from perfrl_trl.trainer.generation import tokenize_prompts
+    from perfrl_trl.generation import tokenize_prompts
 
     tok = sft_tokenizer(is_encoder_decoder)
     row = SFT_ROWS[0]

@@ -73,3 +73,41 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         evaluate_models({"m": str(tmp_path)}, rows.add_column("input_code", ["x"]).select([]), config,
                         compare_to_target=False)
+
+
+def test_the_trainer_and_evaluate_models_decode_the_same_programs(problems, tmp_path, monkeypatch):
+    """One beam search serves both evaluations, `generation_kwargs` included."""
+    from perfrl_trl import comparison
+    from perfrl_trl.models import load_tokenizer
+    from perfrl_trl.trainer import RRHFTrainer
+    from perfrl_trl.trainer import trainer as trainer_module
+
+    path = create_pretrained("t5", "tiny", tmp_path / "m", seed=3)
+    rows = problems  # two problems
+    common = dict(
+        report_to="none", max_completion_length=12, max_prompt_length=160, eval_num_beams=2,
+        eval_num_return_sequences=2, per_device_train_batch_size=2, use_cpu=True, execution_n_trials=3,
+    )
+    free, _ = RRHFTrainer(str(path), args=RRHFConfig(str(tmp_path / "free"), **common)).generate_programs(rows)
+    # Forbid the first token the model writes unconstrained: the programs change only if the kwargs are applied.
+    banned = load_tokenizer(str(path))(free[0][0], add_special_tokens=False).input_ids[0]
+    config = RRHFConfig(str(tmp_path / "out"), generation_kwargs={"bad_words_ids": [[banned]]}, **common)
+
+    judged: dict[str, list] = {}
+
+    def recording(module, name):
+        real = module.score_programs
+
+        def score(predictions, *args, **kwargs):
+            judged[name] = [list(p) for p in predictions]
+            return real(predictions, *args, **kwargs)
+
+        monkeypatch.setattr(module, "score_programs", score)
+
+    recording(trainer_module, "trainer")
+    recording(comparison, "comparison")
+    RRHFTrainer(str(path), args=config, eval_dataset=rows).evaluate()
+    evaluate_models({"m": str(path)}, rows, config, compare_to_target=False, n_bootstrap=0)
+    assert judged["trainer"] == judged["comparison"]
+    assert len(judged["trainer"]) == len(rows) and all(len(p) == 2 for p in judged["trainer"])
+    assert judged["trainer"] != free  # the generation_kwargs were applied

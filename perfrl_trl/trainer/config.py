@@ -54,7 +54,8 @@ class RRHFConfig(TrainingArguments):
         no_repeat_ngram_size (`int`, *optional*, defaults to `0`):
             Forbid repeating n-grams of this size while generating; `0` disables it.
         generation_kwargs (`dict` or `None`, *optional*):
-            Extra [`~transformers.GenerationConfig`] arguments for training-time generation (JSON on the CLI).
+            Extra [`~transformers.GenerationConfig`] arguments for training-time generation and the evaluation's
+            beam search (JSON on the CLI).
 
         > Parameters that control the reward (unit tests and timing)
 
@@ -156,7 +157,7 @@ class RRHFConfig(TrainingArguments):
     )
     generation_kwargs: dict | str | None = field(
         default=None,
-        metadata={"help": "Extra GenerationConfig arguments for training-time generation (JSON)."},
+        metadata={"help": "Extra GenerationConfig arguments for generation and evaluation (JSON)."},
     )
     generate_ahead: bool = field(
         default=False,

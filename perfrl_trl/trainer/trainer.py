@@ -10,20 +10,27 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from accelerate.utils import gather_object
 from datasets import Dataset
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from ..collator import RRHFCandidateCollator
 from ..execution import ExecutionConfig
 from ..execution.cores import torch_threads
+from ..generation import (
+    base_generation_config,
+    beam_programs,
+    gather_in_order,
+    generate_completions,
+    process_share,
+    sampling_config,
+    tokenize_prompts,
+)
 from ..loss import SourceKind, count_best_tokens, rrhf_loss, shift_labels
 from ..metrics.arithmetic import aggregate
 from ..metrics.scoring import score_programs
 from ..models import load_model_and_tokenizer, prepare_tokenizer
 from ..rewards import UnitTestRewardFunction
 from .config import RRHFConfig
-from .generation import generate_completions, sampling_config, tokenize_prompts
 from .model_card import write_model_card
 from .scoring import CandidateScorer
 from .sft import count_unfit_targets
@@ -134,20 +141,11 @@ class RRHFTrainer(Trainer):
         self.candidate_log: list[dict[str, float]] = []
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(list(self._tag_names))
-        base = GenerationConfig(
-            max_new_tokens=args.max_completion_length,
-            pad_token_id=processing_class.pad_token_id,
-            eos_token_id=processing_class.eos_token_id,
-            decoder_start_token_id=getattr(self.model.config, "decoder_start_token_id", None),
-            repetition_penalty=args.repetition_penalty,
-            no_repeat_ngram_size=args.no_repeat_ngram_size,
-            **(args.generation_kwargs or {}),
-        )
+        base = base_generation_config(self.model, processing_class, args)
         self.sample_config = sampling_config(
             base, do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p
         )
         self.greedy_config = sampling_config(base, do_sample=False)
-        self.beam_config = sampling_config(base, do_sample=False, num_beams=args.eval_num_beams)
 
     @staticmethod
     def _default_reward(args: RRHFConfig) -> UnitTestRewardFunction:
@@ -438,19 +436,18 @@ class RRHFTrainer(Trainer):
         self.model.eval()  # so that log() files these metrics under eval, not the running train ones
         predictions, truncated = self.generate_programs(dataset)
         reward = self.scorer.unit_test_reward or self._default_reward(self.args)
-        rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        mine = list(range(rank, len(dataset), world))
+        # Each process judges its share of the problems; the outcomes are gathered back in dataset order.
+        mine = process_share(len(dataset))
         results = score_programs(
-            predictions,
+            [predictions[i] for i in mine],
             [dataset[i][reward.baseline_column] for i in mine],
             [dataset[i][reward.tests_column] for i in mine],
             margin=self.args.speedup_margin,
             executor=reward.executor,
         )
-        results = gather_object(results)
-        # Per-problem outcomes, for paired comparisons between models (see examples/train_pie.py).
+        results = gather_in_order(mine, results, len(dataset))
+        # Per-problem outcomes in dataset order, for paired comparisons between models.
         self.last_eval_results = results
-        truncated = gather_object(truncated)
         summary = aggregate(results, margin=self.args.speedup_margin, n_bootstrap=0)
         metrics = {
             f"{metric_key_prefix}_{k}": float(v)
@@ -463,27 +460,23 @@ class RRHFTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
-    @torch.no_grad()
     def generate_programs(self, dataset: Dataset) -> tuple[list[list[str]], list[bool]]:
-        """This rank's share of ``dataset``: beam-searched programs per prompt, and truncation flags."""
-        args, tok = self.args, self.processing_class
-        model = self.accelerator.unwrap_model(self.model)
-        rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        prompts = [dataset[i]["prompt"] for i in range(rank, len(dataset), world)]
-        programs, truncated = [], []
-        for start in range(0, len(prompts), args.generation_batch_size):
-            inputs = tokenize_prompts(
-                tok,
-                prompts[start : start + args.generation_batch_size],
-                args.max_prompt_length,
-                self.accelerator.device,
-            )
-            for group in generate_completions(
-                model, tok, inputs, self.beam_config, args.eval_num_return_sequences
-            ):
-                programs.append([c.text for c in group])
-                truncated += [c.truncated for c in group]
-        return programs, truncated
+        """Beam-searched programs per prompt of ``dataset``, in its order, and every program's truncation flag.
+
+        Each process decodes its share with [`perfrl_trl.generation.beam_programs`] (the decoding of
+        `evaluate_models` too); every process gets the whole dataset's.
+        """
+        mine = process_share(len(dataset))
+        programs, truncated = beam_programs(
+            self.accelerator.unwrap_model(self.model),
+            self.processing_class,
+            [dataset[i]["prompt"] for i in mine],
+            self.args,
+            device=self.accelerator.device,
+        )
+        n = len(dataset)
+        truncated = gather_in_order(mine, truncated, n)
+        return gather_in_order(mine, programs, n), [flag for flags in truncated for flag in flags]
 
     def create_model_card(
         self, model_name: str | None = None, dataset_name: str | None = None, tags=None, **kwargs
