@@ -201,6 +201,44 @@ def test_a_raising_reward_costs_only_its_candidates(models, dataset, tmp_path, c
     assert trainer.state.global_step == 1
 
 
+def test_scorer_reads_each_verdict_once_and_keeps_every_unit_test_rewards(caplog):
+    """Two unit-test rewards: both keep their verdicts; a failed sandbox future is logged once and gets R2."""
+    from concurrent.futures import Future
+
+    from perfrl_trl.execution import Tier, Verdict
+    from perfrl_trl.trainer.scoring import CandidateScorer
+
+    def done(value=None, error=None) -> Future:
+        fut = Future()
+        fut.set_exception(error) if error else fut.set_result(value)
+        return fut
+
+    passing = Verdict(compiled=True, passed=True, status="passed", n_tests=1, n_passed=1)
+    failing = Verdict(compiled=True, passed=False, status="wrong_answer", n_tests=1)
+
+    class Canned(UnitTestRewardFunction):
+        def __init__(self, futures, **kw):
+            super().__init__(**kw)
+            self.futures = futures
+
+        def submit(self, completions, tests, baselines=None):
+            return [self.futures.pop(0) for _ in completions]
+
+    first = Canned([done(passing), done(error=RuntimeError("worker lost"))])
+    second = Canned([done(failing), done(passing)], values=(0.0, 0.5, 3.0, 4.0))
+    scorer = CandidateScorer([first, second], [1.0, 1.0], failure_value=1.0)
+    pending = scorer.start()
+    columns = {"tests": [[{"input": "", "output": ""}]], "input_code": ["print()"]}
+    scorer.add(pending, ["p", "p"], ["a", "b"], [0, 0], columns)
+    with caplog.at_level(logging.WARNING):
+        rewards, verdicts = scorer.finish(pending, columns)
+    assert rewards == [1.3 + 0.5, 1.0 + 3.0]  # R3 + R2, failed (the R2 value) + R3
+    assert verdicts == [[passing, None], [failing, passing]]
+    assert [v.tier for v in verdicts[1]] == [Tier.R2, Tier.R3]
+    failures = [r for r in caplog.records if "worker lost" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]
+
+
 def test_missing_column_is_a_clear_error(models, dataset, tmp_path):
     with pytest.raises(ValueError, match=r"missing the column\(s\) \['tests'\]"):
         RRHFTrainer(models["t5"], args=_args(tmp_path), train_dataset=dataset.remove_columns("tests"))

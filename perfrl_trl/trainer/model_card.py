@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
 from .. import citations
 
 if TYPE_CHECKING:
-    from .trainer import RRHFTrainer
+    from transformers import PretrainedConfig
+
+    from .config import RRHFConfig
 
 CITATIONS = "```bibtex\n" + citations.PERFRL + citations.RRHF + citations.PIE + "```"
 
@@ -56,9 +59,9 @@ every test and are measurably faster.
 """
 
 
-def _final_metrics(trainer: RRHFTrainer) -> dict[str, float]:
+def _final_metrics(log_history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     found: dict[str, float] = {}
-    for entry in trainer.state.log_history:
+    for entry in log_history:
         for key, value in entry.items():
             if isinstance(value, (int, float)) and (
                 key.startswith("eval_") or key in ("reward", "train_loss")
@@ -68,14 +71,29 @@ def _final_metrics(trainer: RRHFTrainer) -> dict[str, float]:
 
 
 def write_model_card(
-    trainer: RRHFTrainer, model_name: str | None = None, dataset_name: str | None = None, tags=None
+    args: RRHFConfig,
+    model_config: PretrainedConfig,
+    log_history: Sequence[Mapping[str, Any]],
+    global_step: int,
+    tags: Iterable[str] = (),
+    model_name: str | None = None,
+    dataset_name: str | None = None,
 ) -> str:
-    """Write ``README.md`` into ``trainer.args.output_dir`` and return its path."""
-    args = trainer.args
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    """Write ``README.md`` into ``args.output_dir`` and return its path.
+
+    Args:
+        args: The run's [`RRHFConfig`].
+        model_config: The trained model's config (its base name and whether it is seq2seq).
+        log_history: The logged entries (``TrainerState.log_history``); the last value of each ``eval_*``
+            metric, ``reward`` and ``train_loss`` goes in the card.
+        global_step: Optimizer steps taken.
+        tags: The card's tags.
+        model_name: The model's name (default: ``hub_model_id``, else the output folder's name).
+        dataset_name: The training data's name, if it has one.
+    """
     name = model_name or args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
-    base = getattr(model.config, "_name_or_path", "") or "built from a config"
-    metrics = _final_metrics(trainer)
+    base = getattr(model_config, "_name_or_path", "") or "built from a config"
+    metrics = _final_metrics(log_history)
     rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items())) or "| (not evaluated yet) | |"
     hp = {
         "candidates per prompt": f"{args.num_random_samples} random (T={args.temperature}, top-k {args.top_k}), "
@@ -83,11 +101,11 @@ def write_model_card(
         "rank loss weight a": args.rank_loss_weight,
         "tier values": f"{args.reward_r1} / {args.reward_r2} / {args.reward_r3} / {args.reward_r4}",
         "learning rate": args.learning_rate,
-        "steps": trainer.state.global_step,
+        "steps": global_step,
     }
     card_data = ModelCardData(
         library_name="transformers",
-        tags=sorted({*trainer._tag_names, *(tags or [])}),
+        tags=sorted(set(tags)),
         base_model=base if "/" in base and not os.path.isdir(base) else None,
         datasets=[dataset_name] if dataset_name else None,
         license="apache-2.0",
@@ -98,7 +116,7 @@ def write_model_card(
         margin=args.speedup_margin,
         base_model=base,
         dataset=dataset_name or "slow→fast Python program pairs with unit tests",
-        auto_class="AutoModelForSeq2SeqLM" if model.config.is_encoder_decoder else "AutoModelForCausalLM",
+        auto_class="AutoModelForSeq2SeqLM" if model_config.is_encoder_decoder else "AutoModelForCausalLM",
         metrics="| metric | value |\n|---|---|\n" + rows,
         hparams="\n".join(f"- {k}: {v}" for k, v in hp.items()),
         citations=CITATIONS,

@@ -13,8 +13,12 @@ import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..rewards import UnitTestRewardFunction
+
+if TYPE_CHECKING:
+    from ..execution import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -72,30 +76,30 @@ class CandidateScorer:
                 except (KeyError, ValueError, TypeError) as exc:
                     raise ValueError(f"cannot score candidates with {func.__name__}: {exc}") from exc
 
-    def finish(self, pending: PendingScores, columns: dict) -> tuple[list[float], list]:
-        """Wait for the rewards; returns the weighted rewards and the unit-test verdicts (or ``None``s)."""
-        n = len(pending.completions)
-        total = [0.0] * n
-        verdicts: list = [None] * n
+    def finish(self, pending: PendingScores, columns: dict) -> tuple[list[float], list[list[Verdict | None] | None]]:
+        """Wait for the rewards.
+
+        Returns:
+            The weighted rewards, and per reward function its sandbox verdicts, one per candidate (``None`` for a
+            candidate whose scoring failed), or ``None`` for a reward function that is not a unit-test reward.
+        """
+        total = [0.0] * len(pending.completions)
+        verdicts: list[list[Verdict | None] | None] = []
         for i, (func, weight) in enumerate(zip(self.reward_funcs, self.weights)):
-            values = self._values(i, func, pending, columns)
-            if pending.futures[i]:
-                verdicts = [_result(f) for f in pending.futures[i]]
+            if isinstance(func, UnitTestRewardFunction):
+                found = [_result(fut, func.__name__) for fut in pending.futures[i]]  # each future read once
+                values = [self.failure_value if v is None else func.reward_of(v) for v in found]
+                verdicts.append(found)
+            else:
+                values = self._call(func, pending, columns)
+                verdicts.append(None)
             for j, value in enumerate(values):
                 total[j] += weight * value
         return total, verdicts
 
-    def _values(self, i: int, func: Callable, pending: PendingScores, columns: dict) -> list[float]:
+    def _call(self, func: Callable, pending: PendingScores, columns: dict) -> list[float]:
+        """A reward callable on every candidate; on failure, candidate by candidate."""
         name = getattr(func, "__name__", type(func).__name__)
-        if pending.futures[i]:
-            out = []
-            for fut in pending.futures[i]:
-                verdict = _result(fut)
-                if verdict is None:
-                    out.append(self.failure_value)
-                else:
-                    out.append(func.reward_of(verdict))
-            return out
         cols = {k: [v[r] for r in pending.rows] for k, v in columns.items()}
         try:
             values = list(func(prompts=pending.prompts, completions=pending.completions, **cols))
@@ -118,9 +122,9 @@ class CandidateScorer:
         return [self.failure_value if v is None or not math.isfinite(float(v)) else float(v) for v in values]
 
 
-def _result(fut: Future):
+def _result(fut: Future, name: str) -> Verdict | None:
     try:
         return fut.result()
     except Exception as exc:  # the executor never raises for a program; this is a bug or a bad row
-        logger.warning("scoring a candidate failed, which gets the R2 value: %s", exc)
+        logger.warning("%s: scoring a candidate failed, which gets the R2 value: %s", name, exc)
         return None

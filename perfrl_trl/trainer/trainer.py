@@ -7,7 +7,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from datasets import Dataset
@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 from ..collator import RRHFCandidateCollator
 from ..execution import ExecutionConfig
 from ..execution.cores import torch_threads
+from ..execution.tiers import Tier
 from ..generation import (
     base_generation_config,
     beam_programs,
@@ -36,6 +37,19 @@ from .scoring import CandidateScorer
 from .sft import count_unfit_targets
 
 logger = logging.getLogger(__name__)
+
+
+class GeneratedCandidate(NamedTuple):
+    """One candidate of a prompt, as the trainer keeps it between generating and collating.
+
+    ``index`` is its position in the scorer's submission order: where its reward and verdict are.
+    """
+
+    ids: list[int]
+    text: str
+    source: SourceKind
+    truncated: bool
+    index: int
 
 
 def is_degenerate(text: str, truncated: bool, repeats: int = 4) -> bool:
@@ -134,6 +148,12 @@ class RRHFTrainer(Trainer):
             torch.set_num_threads(torch_threads(sandbox_alongside=True, requested=args.cpu_threads))
         # The loss is normalised over the whole accumulated batch (see get_batch_samples).
         self.loss_is_scaled_for_ga = True
+        # The next step's candidates when generate_ahead is on: (epoch iterator, generated micro-batches).
+        self._ahead: tuple[Any, list[dict[str, Any]]] | None = None
+        # On a mid-epoch resume, the checkpoint whose RNG state get_batch_samples restores before sampling,
+        # and once restored, the one transformers' own later restore must skip (see _load_rng_state).
+        self._rng_resume: str | None = None
+        self._rng_restored: str | None = None
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -174,12 +194,11 @@ class RRHFTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         columns = {k: [row[k] for row in rows] for k in rows[0]}
         prompts = columns["prompt"]
-        # Per prompt: (token ids, text, source, truncated, position in the scorer's submission order).
-        candidates: list[list[tuple[list[int], str, int, bool, int]]] = [[] for _ in rows]
+        candidates: list[list[GeneratedCandidate]] = [[] for _ in rows]
         pending = self.scorer.start()
 
         def add(index: int, ids: list[int], text: str, source: SourceKind, truncated: bool) -> None:
-            candidates[index].append((ids, text, int(source), truncated, len(pending.completions)))
+            candidates[index].append(GeneratedCandidate(ids, text, source, truncated, len(pending.completions)))
             self.scorer.add(pending, [prompts[index]], [text], [index], columns)
 
         # The targets' sandbox runs start first (and are cached after the first epoch).
@@ -211,7 +230,8 @@ class RRHFTrainer(Trainer):
         rewards, verdicts = self.scorer.finish(generated["pending"], columns)
         # Sandbox work overlaps generation; what is left to wait for after it is the cost scoring adds.
         self._metrics["train"]["timing/score_wait_s"].append(time.perf_counter() - waiting)
-        self._log_candidates(candidates, rewards, verdicts)
+        # The tiers logged are those of the first unit-test reward (scorer.unit_test_reward).
+        self._log_candidates(candidates, rewards, next((v for v in verdicts if v is not None), None))
 
         examples = []
         for i, group in enumerate(candidates):
@@ -222,21 +242,33 @@ class RRHFTrainer(Trainer):
                 {
                     "prompt_ids": prompt_ids,
                     "candidates": [
-                        {"completion_ids": ids, "reward": rewards[j], "source": src, "truncated": trunc}
-                        for ids, _, src, trunc, j in group
+                        {
+                            "completion_ids": c.ids,
+                            "reward": rewards[c.index],
+                            "source": c.source,
+                            "truncated": c.truncated,
+                        }
+                        for c in group
                     ],
                 }
             )
         return self.candidate_collator(examples)
 
-    def _log_candidates(self, candidates, rewards: list[float], verdicts: list) -> None:
-        """The paper's Fig. 2 (right): compile, pass and optimisation rates of the generated candidates."""
-        generated = [c for group in candidates for c in group if c[2] != SourceKind.TARGET]
+    def _log_candidates(
+        self, candidates: list[list[GeneratedCandidate]], rewards: list[float], verdicts: list | None
+    ) -> None:
+        """The paper's Fig. 2 (right): compile, pass and optimisation rates of the generated candidates.
+
+        ``verdicts`` are the unit-test reward's, by submission order (``None`` without one); a candidate whose
+        scoring failed counts as R2, the tier of the reward it was given.
+        """
+        generated = [c for group in candidates for c in group if c.source != SourceKind.TARGET]
         stats = torch.zeros(6, dtype=torch.float64)
-        for _, text, _, truncated, j in generated:
-            tier = verdicts[j].tier if verdicts[j] is not None else 2
+        for c in generated:
+            verdict = verdicts[c.index] if verdicts is not None else None
+            tier = verdict.tier if verdict is not None else Tier.R2
             stats += torch.tensor(
-                [1, tier >= 2, tier >= 3, tier == 4, truncated, is_degenerate(text, truncated)],
+                [1, tier.compiles, tier.passes, tier == Tier.R4, c.truncated, is_degenerate(c.text, c.truncated)],
                 dtype=torch.float64,
             )
         stats = self.accelerator.reduce(stats.to(self.accelerator.device), reduction="sum").cpu()
@@ -270,7 +302,7 @@ class RRHFTrainer(Trainer):
         return epochs, steps_in_epoch
 
     def _load_rng_state(self, checkpoint) -> None:
-        if checkpoint is not None and checkpoint == getattr(self, "_rng_restored", None):
+        if checkpoint is not None and checkpoint == self._rng_restored:
             self._rng_restored = None  # restored before sampling; loading it again would replay the samples
             return
         super()._load_rng_state(checkpoint)
@@ -279,13 +311,13 @@ class RRHFTrainer(Trainer):
         """Generate and score every micro-batch of the accumulation step up front, so the tuning loss is
         normalised by the best-candidate tokens of the whole step (exact under gradient accumulation)."""
         before = self._executor_stats()
-        ahead, self._ahead = getattr(self, "_ahead", None), None
+        ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] is epoch_iterator:
             generated = ahead[1]  # generated during the previous step, judged while it trained
         else:
             self._cancel(ahead)
             raw, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
-            if getattr(self, "_rng_resume", None) is not None:
+            if self._rng_resume is not None:
                 checkpoint, self._rng_resume = self._rng_resume, None
                 self._load_rng_state(checkpoint)
                 self._rng_restored = checkpoint
@@ -301,6 +333,14 @@ class RRHFTrainer(Trainer):
                 self._ahead = (epoch_iterator, [self._generate(rows) for rows in upcoming])
         batches = [self._score_and_collate(g) for g in generated]
         self._log_cache_stats(before, self._executor_stats())
+        num_best_tokens, num_groups = self._step_normalisers(batches, device)
+        for b in batches:
+            b["num_groups_in_batch"] = num_groups
+        return batches, num_best_tokens
+
+    def _step_normalisers(self, batches: list[dict[str, torch.Tensor]], device: torch.device):
+        """The loss's normalisers for the whole accumulation step, over every process: the tokens of the best
+        candidates (the tuning loss's ``num_items_in_batch``) and the prompts (the rank loss's groups)."""
         counts = torch.tensor(
             [
                 [
@@ -320,9 +360,7 @@ class RRHFTrainer(Trainer):
         ).sum(0)
         if self.args.world_size > 1:
             counts = self.accelerator.reduce(counts, reduction="sum")
-        for b in batches:
-            b["num_groups_in_batch"] = counts[1]
-        return batches, counts[0]
+        return counts[0], counts[1]
 
     def _cancel(self, ahead) -> None:
         """Drop candidates generated ahead for a step that will not run (training stopped early)."""
@@ -337,7 +375,7 @@ class RRHFTrainer(Trainer):
         try:
             return super().train(*args, **kwargs)
         finally:
-            self._cancel(getattr(self, "_ahead", None))
+            self._cancel(self._ahead)
             self._ahead = None
 
     def _executor_stats(self) -> dict[str, int] | None:
@@ -484,7 +522,15 @@ class RRHFTrainer(Trainer):
         """Write ``README.md`` in ``output_dir``: PerfRL and RRHF, citations, tags and the final metrics."""
         if not self.is_world_process_zero():
             return
-        write_model_card(self, model_name=model_name, dataset_name=dataset_name, tags=tags)
+        write_model_card(
+            self.args,
+            self.accelerator.unwrap_model(self.model).config,
+            self.state.log_history,
+            self.state.global_step,
+            tags=[*self._tag_names, *(tags or [])],
+            model_name=model_name,
+            dataset_name=dataset_name,
+        )
 
 
 def _keep_rows(rows: list[dict]) -> list[dict]:
