@@ -58,6 +58,7 @@ from transformers.utils import logging as hf_logging
 from perfrl_trl import loss as loss_module
 from perfrl_trl.execution import ExecutionConfig, Executor
 from perfrl_trl.loss import (
+    RRHFLossOptions,
     SourceKind,
     count_best_tokens,
     rrhf_loss,
@@ -245,11 +246,10 @@ def loss_microbench(trainer, batch, repeats):
 
     def rrhf(differing=False, logps=None):
         def run(x):
-            kw = dict(rank_weight=a.rank_loss_weight, num_items_in_batch=n_items)
+            options = RRHFLossOptions(rank_weight=a.rank_loss_weight, rank_on_differing_tokens=differing)
+            kw = dict(options=options, num_items_in_batch=n_items)
             if logps is None:
-                return rrhf_loss(
-                    x, labels, rewards, sources, gids, rank_on_differing_tokens=differing, **kw
-                ).loss
+                return rrhf_loss(x, labels, rewards, sources, gids, **kw).loss
             token_logps, _ = logps(x, labels)
             return rrhf_loss_from_token_logps(token_logps, labels, rewards, sources, gids, **kw).loss
 

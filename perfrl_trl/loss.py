@@ -18,7 +18,7 @@ prompts; ``L_tuning`` is the mean negative log-likelihood per best-candidate tok
 the whole accumulated batch (``num_groups_in_batch``, ``num_items_in_batch``) so that summing the losses of the
 micro-batches gives exactly the loss of the full batch.
 
-Options against degeneration (all off by default, which is the paper's loss). A trial run showed RRHF increasing
+Options against degeneration ([`RRHFLossOptions`] fields, all off by default, which is the paper's loss). A trial run showed RRHF increasing
 programs that repeat until the token limit: a failing candidate usually shares a long prefix with a good one, so
 pushing its probability down also moves the shared tokens. ``rank_on_differing_tokens`` scores each pair only on the
 tokens after the two candidates' longest common prefix, ``rank_margin`` asks for a gap before a pair stops
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "DEFAULT_PRIORITY",
+    "RRHFLossOptions",
     "RRHFOutput",
     "SourceKind",
     "count_best_tokens",
@@ -71,6 +72,39 @@ class SourceKind(IntEnum):
 
 
 DEFAULT_PRIORITY: tuple[str, ...] = ("random", "greedy", "target")
+
+
+@dataclass(frozen=True)
+class RRHFLossOptions:
+    """The settings of [`rrhf_loss`]; the defaults are the paper's loss.
+
+    Args:
+        rank_weight: ``a``, weight of ``L_rank``.
+        length_normalize: use length-normalised scores ``p_i`` (paper) instead of summed log-probabilities.
+        length_penalty: exponent ``α`` in ``|y|^α`` (1.0 = paper).
+        priority: tie-break order of sources for the best candidate, highest first.
+        rank_margin: hinge margin of ``L_rank`` (0 = paper).
+        rank_on_differing_tokens: score each pair only after its longest common prefix (anti-degeneration).
+        ignore_index: label value of prompt and padding positions.
+
+    Example:
+    ```python
+    >>> RRHFLossOptions(rank_weight=0.5).priority
+    ('random', 'greedy', 'target')
+
+    ```
+    """
+
+    rank_weight: float = 1.0
+    length_normalize: bool = True
+    length_penalty: float = 1.0
+    priority: Sequence[str | int | SourceKind] = DEFAULT_PRIORITY
+    rank_margin: float = 0.0
+    rank_on_differing_tokens: bool = False
+    ignore_index: int = -100
+
+    def __post_init__(self):
+        object.__setattr__(self, "priority", tuple(self.priority))  # frozen, hashable, and a list given is copied
 
 
 @dataclass
@@ -433,44 +467,39 @@ def rrhf_loss_from_token_logps(
     group_ids: torch.Tensor | None = None,
     *,
     group_size: int | None = None,
-    rank_weight: float = 1.0,
-    length_normalize: bool = True,
-    length_penalty: float = 1.0,
-    priority: Sequence[str | int | SourceKind] = DEFAULT_PRIORITY,
+    options: RRHFLossOptions | None = None,
     num_items_in_batch: int | torch.Tensor | None = None,
     num_groups_in_batch: int | torch.Tensor | None = None,
-    rank_margin: float = 0.0,
-    rank_on_differing_tokens: bool = False,
-    ignore_index: int = -100,
 ) -> RRHFOutput:
     """[`rrhf_loss`] from precomputed ``[N, T]`` token log-probabilities (e.g. computed in chunks)."""
+    o = options or RRHFLossOptions()
     rewards, group_size = _flatten(rewards, group_size)
     rewards = rewards.to(token_logps.device)
-    mask = labels != ignore_index
+    mask = labels != o.ignore_index
     gid, num_groups = _dense_groups(rewards.numel(), group_ids, group_size, token_logps.device)
-    scores = _normalise(token_logps.sum(-1), mask.sum(-1), length_normalize, length_penalty)
-    if rank_on_differing_tokens:
+    scores = _normalise(token_logps.sum(-1), mask.sum(-1), o.length_normalize, o.length_penalty)
+    if o.rank_on_differing_tokens:
         rank_scores = pairwise_sequence_scores(
-            token_logps, labels, ignore_index, length_normalize, length_penalty
+            token_logps, labels, o.ignore_index, o.length_normalize, o.length_penalty
         )
     else:
         rank_scores = scores
     rank_total, num_pairs, num_active, num_correct = _pair_terms(
-        rank_scores, rewards, gid, rank_margin, rank_on_differing_tokens
+        rank_scores, rewards, gid, o.rank_margin, o.rank_on_differing_tokens
     )
     l_rank = rank_total / (num_groups if num_groups_in_batch is None else num_groups_in_batch)
 
-    best = select_best(rewards, sources, gid, priority=priority)
+    best = select_best(rewards, sources, gid, priority=o.priority)
     l_tuning = tuning_loss(
         token_logps,
         labels,
         rewards,
         num_items_in_batch=num_items_in_batch,
         best_index=best,
-        ignore_index=ignore_index,
+        ignore_index=o.ignore_index,
     )
     return RRHFOutput(
-        loss=rank_weight * l_rank + l_tuning,
+        loss=o.rank_weight * l_rank + l_tuning,
         rank_loss=l_rank,
         tuning_loss=l_tuning,
         best_index=best,
@@ -491,15 +520,9 @@ def rrhf_loss(
     group_ids: torch.Tensor | None = None,
     *,
     group_size: int | None = None,
-    rank_weight: float = 1.0,
-    length_normalize: bool = True,
-    length_penalty: float = 1.0,
-    priority: Sequence[str | int | SourceKind] = DEFAULT_PRIORITY,
+    options: RRHFLossOptions | None = None,
     num_items_in_batch: int | torch.Tensor | None = None,
     num_groups_in_batch: int | torch.Tensor | None = None,
-    rank_margin: float = 0.0,
-    rank_on_differing_tokens: bool = False,
-    ignore_index: int = -100,
 ) -> RRHFOutput:
     """PerfRL's RRHF objective ``L = a · L_rank + L_tuning`` over a batch of candidate groups.
 
@@ -510,15 +533,9 @@ def rrhf_loss(
         sources: ``[N]`` [`SourceKind`] codes used to break ties for the best candidate.
         group_ids: ``[N]`` prompt id of each row; or give ``group_size``; neither means one prompt.
         group_size: fixed number of consecutive rows per prompt.
-        rank_weight: ``a``, weight of ``L_rank``.
-        length_normalize: use length-normalised scores ``p_i`` (paper) instead of summed log-probabilities.
-        length_penalty: exponent ``α`` in ``|y|^α`` (1.0 = paper).
-        priority: tie-break order of sources for the best candidate, highest first.
+        options: The loss's settings, [`RRHFLossOptions`] (default: the paper's loss).
         num_items_in_batch: best-candidate tokens in the whole accumulated batch ([`count_best_tokens`]).
         num_groups_in_batch: prompts in the whole accumulated batch.
-        rank_margin: hinge margin of ``L_rank`` (0 = paper).
-        rank_on_differing_tokens: score each pair only after its longest common prefix (anti-degeneration).
-        ignore_index: label value of prompt and padding positions.
 
     Returns:
         [`RRHFOutput`].
@@ -533,7 +550,8 @@ def rrhf_loss(
 
     ```
     """
-    token_logps, _ = token_log_probs(logits, labels, ignore_index)
+    options = options or RRHFLossOptions()
+    token_logps, _ = token_log_probs(logits, labels, options.ignore_index)
     return rrhf_loss_from_token_logps(
         token_logps,
         labels,
@@ -541,13 +559,7 @@ def rrhf_loss(
         sources,
         group_ids,
         group_size=group_size,
-        rank_weight=rank_weight,
-        length_normalize=length_normalize,
-        length_penalty=length_penalty,
-        priority=priority,
+        options=options,
         num_items_in_batch=num_items_in_batch,
         num_groups_in_batch=num_groups_in_batch,
-        rank_margin=rank_margin,
-        rank_on_differing_tokens=rank_on_differing_tokens,
-        ignore_index=ignore_index,
     )

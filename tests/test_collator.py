@@ -8,7 +8,7 @@ from torch.testing import assert_close
 
 import perfrl_trl.collator as collator_module
 from perfrl_trl.collator import GREEDY, RANDOM, TARGET, RRHFCandidateCollator, SFTCollator, SourceKind
-from perfrl_trl.loss import rrhf_loss, sequence_scores, shift_labels
+from perfrl_trl.loss import RRHFLossOptions, rrhf_loss, sequence_scores, shift_labels
 
 PAD, EOS = 0, 1
 
@@ -252,7 +252,7 @@ def test_decoder_batched_scores_equal_separate_scores(padding_side):
     model.train()
     out = rrhf_loss(
         model(**inputs).logits, labels, batch["rewards"], batch["sources"], batch["group_ids"],
-        rank_on_differing_tokens=True,
+        options=RRHFLossOptions(rank_on_differing_tokens=True),
     )  # fmt: skip
     out.loss.backward()
     assert out.best_index.tolist() == [2, 3]  # highest reward; then random beats target on the tie

@@ -13,6 +13,7 @@ from torch.testing import assert_close
 
 import perfrl_trl.loss as loss_module
 from perfrl_trl.loss import (
+    RRHFLossOptions,
     SourceKind,
     count_best_tokens,
     pairwise_sequence_scores,
@@ -173,12 +174,14 @@ def test_rrhf_loss_by_hand():
     assert (int(out.num_pairs), int(out.num_active_pairs), int(out.num_correct_pairs)) == (2, 2, 0)
     assert int(out.num_best_tokens) == 1 and out.rank_accuracy == 0.0
 
-    half = rrhf_loss(logits, labels, rewards, sources, rank_weight=0.5)
+    half = rrhf_loss(logits, labels, rewards, sources, options=RRHFLossOptions(rank_weight=0.5))
     assert_close(half.loss, scalar(10 / 3 * LN2))
-    summed = rrhf_loss(logits, labels, rewards, sources, length_normalize=False)
+    summed = rrhf_loss(logits, labels, rewards, sources, options=RRHFLossOptions(length_normalize=False))
     assert_close(summed.loss, scalar(8 * LN2))
     # Target-first priority picks c1: L_tuning = 8 ln2 / 3 tokens.
-    target_first = rrhf_loss(logits, labels, rewards, sources, priority=("target", "greedy", "random"))
+    target_first = rrhf_loss(
+        logits, labels, rewards, sources, options=RRHFLossOptions(priority=("target", "greedy", "random"))
+    )
     assert out.best_index.tolist() != target_first.best_index.tolist() == [1]
     assert_close(target_first.tuning_loss, scalar(8 / 3 * LN2))
 
@@ -243,7 +246,7 @@ def _shared_prefix_pair():
 def test_rank_on_differing_tokens_by_hand():
     logits, labels, rewards = _shared_prefix_pair()
     paper = rrhf_loss(logits, labels, rewards)
-    suffix = rrhf_loss(logits, labels, rewards, rank_on_differing_tokens=True)
+    suffix = rrhf_loss(logits, labels, rewards, options=RRHFLossOptions(rank_on_differing_tokens=True))
     assert_close(paper.rank_loss, scalar(LN2 / 3))
     assert_close(suffix.rank_loss, scalar(LN2))
     assert_close(suffix.tuning_loss, paper.tuning_loss)  # only the ranking changes
@@ -258,7 +261,7 @@ def test_rank_on_differing_tokens_leaves_shared_prefix_alone():
     logits, labels, rewards = _shared_prefix_pair()
     (grad_paper,) = torch.autograd.grad(rrhf_loss(logits, labels, rewards).rank_loss, logits)
     (grad_suffix,) = torch.autograd.grad(
-        rrhf_loss(logits, labels, rewards, rank_on_differing_tokens=True).rank_loss, logits
+        rrhf_loss(logits, labels, rewards, options=RRHFLossOptions(rank_on_differing_tokens=True)).rank_loss, logits
     )
     assert grad_paper[:, :2].abs().sum() > 0
     assert grad_suffix[:, :2].abs().sum() == 0
@@ -269,7 +272,7 @@ def test_rank_on_differing_tokens_edge_cases():
     # Identical programs with different rewards (timing noise) contribute nothing.
     logits = q_logits(2, 3)
     labels = torch.tensor([[0, 1, 2], [0, 1, 2]])
-    out = rrhf_loss(logits, labels, torch.tensor([1.3, 2.0]), rank_on_differing_tokens=True)
+    out = rrhf_loss(logits, labels, torch.tensor([1.3, 2.0]), options=RRHFLossOptions(rank_on_differing_tokens=True))
     assert_close(out.rank_loss, scalar(0.0))
     # Without length normalisation the shared prefix cancels anyway: both variants agree.
     logits = torch.randn(3, 5, 6)
@@ -278,8 +281,10 @@ def test_rank_on_differing_tokens_edge_cases():
     logits[1, :2] = logits[0, :2]
     logits[2, :4] = logits[0, :4]
     rewards = torch.tensor([0.0, 1.0, 2.0])
-    a = rrhf_loss(logits, labels, rewards, length_normalize=False)
-    b = rrhf_loss(logits, labels, rewards, length_normalize=False, rank_on_differing_tokens=True)
+    a = rrhf_loss(logits, labels, rewards, options=RRHFLossOptions(length_normalize=False))
+    b = rrhf_loss(
+        logits, labels, rewards, options=RRHFLossOptions(length_normalize=False, rank_on_differing_tokens=True)
+    )
     assert_close(a.rank_loss, b.rank_loss)
     # Prefixes are found on the scored tokens, so left padding gives the same pairwise scores.
     token_logps, _ = token_log_probs(logits, labels)
@@ -293,11 +298,11 @@ def test_rank_on_differing_tokens_edge_cases():
 def test_rank_margin_and_length_penalty_in_rrhf_loss():
     """Margin 1.0 on the three-candidate case: (0,1): 5/3 ln2 + 1; (0,2): ln2 + 1."""
     logits, labels, rewards, sources = _three_candidates()
-    out = rrhf_loss(logits, labels, rewards, sources, rank_margin=1.0)
+    out = rrhf_loss(logits, labels, rewards, sources, options=RRHFLossOptions(rank_margin=1.0))
     assert_close(out.rank_loss, scalar(8 / 3 * LN2 + 2.0))
     # length_penalty=0 scores by the sum, like length_normalize=False.
-    a = rrhf_loss(logits, labels, rewards, sources, length_penalty=0.0)
-    b = rrhf_loss(logits, labels, rewards, sources, length_normalize=False)
+    a = rrhf_loss(logits, labels, rewards, sources, options=RRHFLossOptions(length_penalty=0.0))
+    b = rrhf_loss(logits, labels, rewards, sources, options=RRHFLossOptions(length_normalize=False))
     assert_close(a.loss, b.loss)
 
 

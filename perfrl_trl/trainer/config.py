@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from transformers import TrainingArguments
 
-from ..loss import DEFAULT_PRIORITY, SourceKind
+from ..loss import DEFAULT_PRIORITY, RRHFLossOptions, SourceKind
 
 __all__ = ["RRHFConfig"]
 
@@ -302,6 +302,18 @@ class RRHFConfig(TrainingArguments):
     def reward_tier_values(self) -> tuple[float, float, float, float]:
         """Rewards of tiers R1..R4, for `perfrl_trl.rewards.UnitTestRewardFunction`."""
         return (self.reward_r1, self.reward_r2, self.reward_r3, self.reward_r4)
+
+    @property
+    def loss_options(self) -> RRHFLossOptions:
+        """The loss fields as `perfrl_trl.loss.RRHFLossOptions`, for `rrhf_loss`."""
+        return RRHFLossOptions(
+            rank_weight=self.rank_loss_weight,
+            length_normalize=self.length_normalize,
+            length_penalty=self.length_penalty,
+            priority=self.tie_priority,
+            rank_margin=self.rank_margin,
+            rank_on_differing_tokens=self.rank_on_differing_tokens,
+        )
 
     @property
     def num_candidates_per_prompt(self) -> int:

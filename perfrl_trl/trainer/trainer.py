@@ -429,14 +429,9 @@ class RRHFTrainer(Trainer):
             rewards,
             sources,
             group_ids,
-            rank_weight=args.rank_loss_weight,
-            length_normalize=args.length_normalize,
-            length_penalty=args.length_penalty,
-            priority=args.tie_priority,
+            options=args.loss_options,
             num_items_in_batch=num_items_in_batch,
             num_groups_in_batch=num_groups,
-            rank_margin=args.rank_margin,
-            rank_on_differing_tokens=args.rank_on_differing_tokens,
         )
         loss = out.loss
         if args.world_size > 1 and num_items_in_batch is not None:
