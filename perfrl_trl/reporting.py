@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 COLUMNS = (
@@ -93,6 +94,31 @@ def write_results(
     return path_prefix + ".json", path_prefix + ".md"
 
 
+@contextlib.contextmanager
+def _figure(path: str) -> Iterator[Any]:
+    """One PNG figure of the size every plot here uses: yields its axes, then lays out, saves and closes it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    try:
+        yield ax
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def _loss_axes(ax) -> None:
+    """Cross-entropy against optimizer steps, on a log scale."""
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (log scale)")
+    ax.grid(alpha=0.3, which="both")
+
+
 def plot_rl_curves(history: Sequence[dict[str, float]], path: str, title: str = "PerfRL: RRHF steps") -> str:
     """The paper's Fig. 2: pass and optimisation rates per RL step, as a PNG.
 
@@ -102,12 +128,6 @@ def plot_rl_curves(history: Sequence[dict[str, float]], path: str, title: str = 
             (held-out).
         path: Where to write the PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     steps = [h["step"] for h in history]
     styles = {
         "compile_rate": ("compile (candidates)", "C2", ":"),
@@ -117,20 +137,18 @@ def plot_rl_curves(history: Sequence[dict[str, float]], path: str, title: str = 
         "eval_pass_rate": ("pass (held-out)", "C0", "--"),
         "eval_opt_rate": ("%OPT (held-out)", "C1", "--"),
     }
-    for key, (label, color, style) in styles.items():
-        points = [(s, 100 * h[key]) for s, h in zip(steps, history) if h.get(key) is not None]
-        if points:
-            ax.plot(*zip(*points), style, color=color, marker="o", label=label)
-    ax.set_ylim(-3, 103)
-    ax.set_xticks(steps)
-    ax.set_xlabel("RL step (one regeneration pass)")
-    ax.set_ylabel("rate (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with _figure(path) as ax:
+        for key, (label, color, style) in styles.items():
+            points = [(s, 100 * h[key]) for s, h in zip(steps, history) if h.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), style, color=color, marker="o", label=label)
+        ax.set_ylim(-3, 103)
+        ax.set_xticks(steps)
+        ax.set_xlabel("RL step (one regeneration pass)")
+        ax.set_ylabel("rate (%)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return path
 
 
@@ -144,24 +162,13 @@ def plot_loss_curves(
             may start at an offset, e.g. a continuation numbered after the steps it continues.
         path: Where to write the PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    for label, points in series.items():
-        if points:
-            ax.plot([p["step"] for p in points], [p["loss"] for p in points], label=label, linewidth=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (log scale)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with _figure(path) as ax:
+        for label, points in series.items():
+            if points:
+                ax.plot([p["step"] for p in points], [p["loss"] for p in points], label=label, linewidth=1)
+        _loss_axes(ax)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
     return path
 
 
@@ -178,29 +185,18 @@ def plot_pretrain_curve(
         points: ``{"step", "pass_rate", "compile_rate"}`` (fractions) from evaluating saved checkpoints.
         path: Where to write the PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    if losses:
-        ax.plot([p["step"] for p in losses], [p["loss"] for p in losses], color="C7", linewidth=1, label="loss")
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    right = ax.twinx()
-    for key, label, color in (("pass_rate", "pass (held-out)", "C0"), ("compile_rate", "compile (held-out)", "C2")):
-        pts = [(p["step"], 100 * p[key]) for p in points if p.get(key) is not None]
-        if pts:
-            right.plot(*zip(*pts), "o-", color=color, label=label)
-    right.set_ylim(-3, 103)
-    right.set_ylabel("rate (%)")
-    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, fontsize=8, loc="center right")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with _figure(path) as ax:
+        if losses:
+            ax.plot([p["step"] for p in losses], [p["loss"] for p in losses], color="C7", linewidth=1, label="loss")
+        _loss_axes(ax)
+        right = ax.twinx()
+        for key, label, color in (("pass_rate", "pass (held-out)", "C0"), ("compile_rate", "compile (held-out)", "C2")):
+            pts = [(p["step"], 100 * p[key]) for p in points if p.get(key) is not None]
+            if pts:
+                right.plot(*zip(*pts), "o-", color=color, label=label)
+        right.set_ylim(-3, 103)
+        right.set_ylabel("rate (%)")
+        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, fontsize=8, loc="center right")
+        ax.set_title(title)
     return path

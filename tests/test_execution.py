@@ -483,14 +483,27 @@ def test_runs_never_run_as_root(executor):
 
 
 @pytest.mark.skipif(
-    os.geteuid() != 0 or rlimits_available(),
-    reason="needs root with an interpreter that uid 65534 cannot read (here runs can drop to 65534)",
+    os.geteuid() != 0,
+    reason="runs as root only: a non-root caller's runs keep its own uid, so the rlimits level never refuses it",
 )
-def test_rlimits_level_refuses_root():
-    from perfrl_trl.execution import resolve_isolation
+def test_rlimits_level_refuses_root(monkeypatch, tmp_path):
+    """As root, when uid 65534 cannot read one of the interpreter's folders, the rlimits level refuses."""
+    from perfrl_trl.execution import resolve_isolation, sandbox
 
+    # A private folder stands in for one of the interpreter's (as under a private /root): the real check
+    # then finds that runs cannot drop to uid 65534.
+    here = drop_uid_for_rlimits()  # this host's own answer, from its real folders
+    private = tmp_path / "site-packages"
+    private.mkdir()
+    private.chmod(0o700)
+    monkeypatch.setattr(sandbox, "_runtime_dirs", lambda: [str(private)])
+    assert drop_uid_for_rlimits() is None and not rlimits_available()
     with pytest.raises(RuntimeError, match="refuses to run untrusted programs as root"):
         resolve_isolation("rlimits")
+    if here is not None:
+        # The folder made readable by others, runs drop to 65534 again and the level is allowed.
+        private.chmod(0o755)
+        assert drop_uid_for_rlimits() == here and resolve_isolation("rlimits") == "rlimits"
 
 
 def test_a_failing_baseline_measurement_never_hangs_other_callers(executor, monkeypatch):

@@ -1,4 +1,10 @@
-"""Trainer callbacks the recipes share: a wall-clock budget that every rank agrees on."""
+"""Trainer callbacks the recipes share.
+
+- [`WallClockBudget`]: stops training once a wall-clock budget is spent, at the same optimizer step on every
+  rank (the decision is reduced across ranks).
+- [`RLCurve`]: records the held-out rates after each RL step and joins them with the trainer's per-step
+  candidate rates into the paper's Fig. 2 curve (see `perfrl_trl.reporting.plot_rl_curves`).
+"""
 
 from __future__ import annotations
 
