@@ -18,13 +18,11 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .data.columns import DEFAULT_PREFIX, make_prompt
-from .execution import ExecutionConfig, Executor, validate_tests
+from .execution import DEFAULT_MARGIN, ExecutionConfig, Executor, Tier, validate_tests
 from .generation import generate_completions, sampling_config, tokenize_prompts, torch_threads_on_cpu
 from .rewards import RewardDetails, UnitTestRewardFunction, completion_to_code
 
 logger = logging.getLogger(__name__)
-
-TIERS = ("R1", "R2", "R3", "R4")
 
 
 @dataclass
@@ -40,6 +38,10 @@ class Candidate:
     source: str
     count: int = 1
     truncated: bool = False
+
+    @property
+    def tier(self) -> Tier:
+        return Tier.from_name(str(self.details.tier))
 
     def summary(self) -> dict:
         """The verdict without the code (safe to show for a program that is not verified)."""
@@ -83,8 +85,8 @@ class OptimizationResult:
 
     @property
     def tier_counts(self) -> dict[str, int]:
-        counts = Counter(c.details.tier for c in self.candidates)
-        return {t: counts.get(t, 0) for t in TIERS}
+        counts = Counter(c.tier for c in self.candidates)
+        return {str(t): counts[t] for t in Tier}
 
     def diff(self, program: str, name: str = "program.py") -> str:
         """Unified diff from ``program`` to the best candidate (empty when nothing was found)."""
@@ -159,7 +161,7 @@ def optimize_program(
     temperature: float = 1.0,
     top_k: int = 50,
     top_p: float = 1.0,
-    margin: float = 1.10,
+    margin: float = DEFAULT_MARGIN,
     execution_config: ExecutionConfig | None = None,
     executor: Executor | None = None,
     seed: int | None = None,
@@ -269,10 +271,10 @@ def optimize_program(
     )
     candidates = [Candidate(details=details, **d) for d, details in zip(unique, scored)]
 
-    verified = [c for c in candidates if c.details.tier == "R4" and (c.details.speedup or 0.0) >= margin]
+    verified = [c for c in candidates if c.tier == Tier.R4 and (c.details.speedup or 0.0) >= margin]
     baseline = next((c.details.baseline_runtime for c in candidates if c.details.baseline_runtime), None)
-    counts = Counter(c.details.tier for c in candidates)
-    tiers = ", ".join(f"{t} {counts[t]}" for t in TIERS if counts[t]) or "no candidates"
+    counts = Counter(c.tier for c in candidates)
+    tiers = ", ".join(f"{t} {counts[t]}" for t in Tier if counts[t]) or "no candidates"
     common = {
         "margin": margin,
         "candidates": candidates,

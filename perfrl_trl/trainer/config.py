@@ -1,12 +1,12 @@
 """Configuration of PerfRL's RRHF trainer."""
 
-import itertools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from transformers import TrainingArguments
 
+from ..execution.tiers import DEFAULT_MARGIN, DEFAULT_TIER_REWARDS, validate_tier_rewards
 from ..loss import DEFAULT_PRIORITY, RRHFLossOptions, SourceKind
 
 __all__ = ["RRHFConfig"]
@@ -168,12 +168,20 @@ class RRHFConfig(TrainingArguments):
     )
 
     # Reward
-    reward_r1: float = field(default=0.0, metadata={"help": "Reward of tier R1: does not compile."})
-    reward_r2: float = field(default=1.0, metadata={"help": "Reward of tier R2: compiles, fails a test."})
-    reward_r3: float = field(default=1.3, metadata={"help": "Reward of tier R3: passes every test."})
-    reward_r4: float = field(default=2.0, metadata={"help": "Reward of tier R4: passes and is faster."})
+    reward_r1: float = field(
+        default=DEFAULT_TIER_REWARDS[0], metadata={"help": "Reward of tier R1: does not compile."}
+    )
+    reward_r2: float = field(
+        default=DEFAULT_TIER_REWARDS[1], metadata={"help": "Reward of tier R2: compiles, fails a test."}
+    )
+    reward_r3: float = field(
+        default=DEFAULT_TIER_REWARDS[2], metadata={"help": "Reward of tier R3: passes every test."}
+    )
+    reward_r4: float = field(
+        default=DEFAULT_TIER_REWARDS[3], metadata={"help": "Reward of tier R4: passes and is faster."}
+    )
     speedup_margin: float = field(
-        default=1.10,
+        default=DEFAULT_MARGIN,
         metadata={"help": "Smallest speed-up (baseline/candidate time, >= 1) that counts as faster."},
     )
     reward_weights: list[float] | None = field(
@@ -277,11 +285,7 @@ class RRHFConfig(TrainingArguments):
                 f"RRHFConfig.eval_num_return_sequences ({self.eval_num_return_sequences}) must be <= eval_num_beams "
                 f"({self.eval_num_beams})."
             )
-        tiers = self.reward_tier_values
-        if any(low > high for low, high in itertools.pairwise(tiers)):
-            raise ValueError(
-                f"RRHFConfig reward tiers reward_r1..reward_r4 must be non-decreasing, got {list(tiers)}."
-            )
+        validate_tier_rewards(self.reward_tier_values, where="RRHFConfig reward tiers reward_r1..reward_r4")
         if self.speedup_margin < 1.0:
             fail("speedup_margin", ">= 1.0")
         for name in ("rank_loss_weight", "length_penalty", "rank_margin"):
