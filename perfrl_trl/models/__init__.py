@@ -1,6 +1,6 @@
 """Code models and the bundled offline tokenizer (see `factory` and `tokenization`)."""
 
-from .bundled import BUNDLED_CHECKPOINT, export_checkpoint
+from .bundled import BUNDLED_CHECKPOINT, checkpoint_card, export_checkpoint
 from .factory import (
     DECODER_PRESETS,
     T5_PRESETS,
@@ -18,6 +18,7 @@ __all__ = [
     "DECODER_PRESETS",
     "T5_PRESETS",
     "build_model",
+    "checkpoint_card",
     "count_parameters",
     "create_pretrained",
     "export_checkpoint",

@@ -4,8 +4,8 @@
 `load_model_and_tokenizer(BUNDLED_CHECKPOINT)` and `AutoModelForSeq2SeqLM.from_pretrained(BUNDLED_CHECKPOINT)`
 both work offline. The weights are stored in bfloat16 to keep the wheel small, while the config asks for float32,
 so `from_pretrained` loads a float32 model that trains and generates as the original did.
-`examples/train_pie.py --preset pretrain` regenerates it; its README.md says with what data, for how long, and
-how it scores on held-out problems.
+`examples/pretrain_checkpoint.py` regenerates it; its README.md (`checkpoint_card`, from the template
+`checkpoint_card.md` beside this module) says with what data, for how long, and how it scores on held-out problems.
 """
 
 from __future__ import annotations
@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint"
 # The limit the checkpoint's folder must stay under (it ships in the wheel).
 MAX_BUNDLED_BYTES = 25 * 1024 * 1024
+# The checkpoint's model card, with `str.format` fields (see `checkpoint_card`).
+CARD_TEMPLATE = Path(__file__).resolve().parent / "checkpoint_card.md"
 
 
 def export_checkpoint(
@@ -65,3 +69,71 @@ def export_checkpoint(
     if size > MAX_BUNDLED_BYTES:
         raise ValueError(f"{dst} is {size / 2**20:.1f} MiB, over the {MAX_BUNDLED_BYTES / 2**20:.0f} MiB limit")
     return dst
+
+
+def checkpoint_card(
+    held_out: Mapping[str, Mapping[str, Any]],
+    config: Any,
+    *,
+    model_size: str,
+    dropout_rate: float,
+    n_per_family: int,
+    seed: int,
+    n_problems: int,
+    n_families: int,
+    dropped: int,
+    eval_seed: int,
+    eval_reserve: int,
+    heldout_families: Iterable[str],
+    steps: int,
+    seconds: float,
+    eval_per_family: int,
+    cores: int | None = None,
+) -> str:
+    """The bundled checkpoint's README.md: its data, its training and its held-out results.
+
+    Args:
+        held_out: ``{split label: summary}``, one table row each, in order; a summary is
+            `ModelEvaluation.summary` (``n_samples``, ``percent_passed`` and its ``percent_passed_ci``,
+            ``percent_optimized``, ``percent_compiled``, ``truncation_rate``).
+        config: The run's `RRHFConfig` (batch size, learning rate, warm-up, lengths, beams, timing trials, margin).
+        model_size, dropout_rate: The `create_pretrained("t5", ...)` the training started from.
+        n_per_family, seed: The `pretraining_problems` call; `n_problems` and `n_families` what it returned,
+            `dropped` how many it left out for meeting the first `eval_reserve` problems of `eval_seed`.
+        heldout_families: The families it never trained on.
+        steps, seconds: How long the training ran.
+        eval_per_family: The `build_benchmark(n_per_family=..., seed=eval_seed)` the results come from.
+        cores: The machine's CPU cores (default: `os.cpu_count()`).
+    """
+
+    def row(label: str, s: Mapping[str, Any]) -> str:
+        ci = s.get("percent_passed_ci") or (None, None)
+        return (f"| {label} | {s['n_samples']} | {s['percent_passed']:.1f} [{ci[0]:.1f}, {ci[1]:.1f}] | "
+                f"{s['percent_optimized']:.1f} | {s['percent_compiled']:.1f} | {100 * s['truncation_rate']:.1f} |")
+
+    return CARD_TEMPLATE.read_text().format(
+        model_size=model_size,
+        dropout_rate=dropout_rate,
+        n_per_family=n_per_family,
+        seed=seed,
+        n_problems=n_problems,
+        n_families=n_families,
+        dropped=dropped,
+        eval_reserve=eval_reserve,
+        eval_seed=eval_seed,
+        heldout_families=", ".join(sorted(heldout_families)),
+        steps=steps,
+        minutes=seconds / 60,
+        cores=cores or os.cpu_count(),
+        batch_size=config.per_device_train_batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        max_prompt_length=config.max_prompt_length,
+        max_completion_length=config.max_completion_length,
+        eval_per_family=eval_per_family,
+        num_beams=config.eval_num_beams,
+        num_return_sequences=config.eval_num_return_sequences,
+        n_trials=config.execution_n_trials,
+        margin=config.speedup_margin,
+        rows="\n".join(row(label, summary) for label, summary in held_out.items()),
+    )
