@@ -19,10 +19,11 @@ TINY = ["--preset", "tiny", "--sft_steps", "10", "--rl_steps", "1", "--rl_prompt
         "--disable_tqdm", "true"]
 
 
-def _launch(out: Path, *launch_args: str, extra=()) -> subprocess.CompletedProcess:
+def _launch(out: Path, *launch_args: str, extra=(), script=SCRIPT, args=TINY) -> subprocess.CompletedProcess:
+    """Run a recipe as its docs say (`accelerate launch`, or plain python without accelerate) into `out`."""
     accelerate = shutil.which("accelerate")
     launcher = [accelerate, "launch", *launch_args, "--mixed_precision", "no", "--dynamo_backend", "no"]
-    cmd = [*(launcher if accelerate else [sys.executable]), str(SCRIPT), *TINY, "--output_dir", str(out), *extra]
+    cmd = [*(launcher if accelerate else [sys.executable]), str(script), *args, "--output_dir", str(out), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

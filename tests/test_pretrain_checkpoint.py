@@ -1,0 +1,95 @@
+"""The recipe that regenerates the bundled checkpoint: `accelerate launch examples/pretrain_checkpoint.py`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_train_pie import _launch  # tests/ is on sys.path under pytest's default import mode
+
+from perfrl_trl.data.benchmark.build import DEFAULT_HELDOUT_FAMILIES
+from perfrl_trl.data.benchmark.pretraining import EVAL_RESERVE, EVAL_SEED, PRETRAIN_SEED
+from perfrl_trl.models import BUNDLED_CHECKPOINT, checkpoint_card, load_model_and_tokenizer
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCRIPT = EXAMPLES / "pretrain_checkpoint.py"
+
+
+def _summary(n, passed, ci, optimized, compiled, truncated):
+    return {"n_samples": n, "percent_passed": passed, "percent_passed_ci": ci, "percent_optimized": optimized,
+            "percent_compiled": compiled, "truncation_rate": truncated / 100}  # fmt: skip
+
+
+def test_train_pie_preset_pretrain_points_at_the_new_recipe(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import train_pie
+
+    monkeypatch.setattr(sys, "argv", ["train_pie.py", "--preset", "pretrain", "--pretrain_stage", "package"])
+    with pytest.raises(SystemExit) as exit_:
+        train_pie.parse_args()
+    message = exit_.value.code
+    assert isinstance(message, str)  # sys.exit(str): printed to stderr, exit status 1
+    assert "accelerate launch examples/pretrain_checkpoint.py" in message and "--stage" in message
+
+
+@pytest.mark.skipif(not (BUNDLED_CHECKPOINT / "README.md").is_file(), reason="no bundled checkpoint in this checkout")
+def test_its_defaults_are_the_settings_the_shipped_checkpoint_was_trained_with(monkeypatch):
+    """The card rendered from the recipe's defaults and the shipped run's outcome is the shipped card."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import pretrain_checkpoint
+
+    monkeypatch.setattr(sys, "argv", ["pretrain_checkpoint.py"])
+    script, config, model_args = pretrain_checkpoint.parse_args()
+    assert (script.stage, script.sft_steps, script.sft_seconds, script.sft_bf16) == ("all", 4500, 5400, True)
+    assert (script.max_eval, script.val_size, config.save_steps, config.logging_steps) == (390, 78, 500, 50)
+    manifest = json.loads((BUNDLED_CHECKPOINT / "training_manifest.json").read_text())
+    card = checkpoint_card(
+        {  # the shipped run's outcome, as its card reports it
+            "test (training families: 39)": _summary(390, 64.9, (60.0, 69.4), 62.8, 93.1, 3.3),
+            "test_ood (held-out families)": _summary(200, 0.0, (0.0, 1.9), 0.0, 78.0, 9.0),
+        },
+        config,
+        model_size=model_args.model_size,
+        dropout_rate=model_args.dropout_rate,
+        n_per_family=script.n_per_family,
+        seed=PRETRAIN_SEED,
+        n_problems=manifest["n"],
+        n_families=39,
+        dropped=manifest["dropped"],
+        eval_seed=EVAL_SEED,
+        eval_reserve=EVAL_RESERVE,
+        heldout_families=DEFAULT_HELDOUT_FAMILIES,
+        steps=4500,
+        seconds=84 * 60,
+        eval_per_family=script.eval_per_family,
+        cores=2,
+    )
+    assert card == (BUNDLED_CHECKPOINT / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--model_size", "tiny", "--families", "sum_formula,string_concat", "--n_per_family", "4",
+            "--sft_steps", "2", "--sft_bf16", "false", "--per_device_train_batch_size", "2", "--warmup_steps", "0",
+            "--save_steps", "1", "--logging_steps", "1", "--curve_every", "1", "--eval_per_family", "3",
+            "--max_eval", "2", "--ood_eval", "2", "--val_size", "2", "--max_completion_length", "48",
+            "--max_prompt_length", "160", "--eval_num_beams", "2", "--execution_n_trials", "3",
+            "--disable_tqdm", "true"]  # fmt: skip
+    proc = _launch(out, "--num_processes", "1", script=SCRIPT, args=tiny)
+
+    export = out / "checkpoint"
+    card = (export / "README.md").read_text()
+    assert "## Held-out results" in card and "| test_ood (held-out families) | 2 |" in card
+    assert card.strip() in proc.stdout  # printed at the end
+    manifest = json.loads((export / "training_manifest.json").read_text())
+    assert manifest["seed"] == PRETRAIN_SEED and manifest["n"] == len(manifest["digests"]) > 0
+    curve = json.loads((export / "training_curve.json").read_text())
+    assert [p["step"] for p in curve["validation"]] == [1, 2] and curve["loss"]
+    with Image.open(out / "pretrain_curve.png") as img:
+        assert img.size[0] > 300
+    model, tok = load_model_and_tokenizer(export)
+    assert model.config.is_encoder_decoder and tok.pad_token_id is not None
