@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 
-from train_pie import preset_defaults  # this script's folder is on sys.path when it runs
+from train_pie import SFT_ONLY, preset_defaults  # this script's folder is on sys.path when it runs
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
@@ -34,8 +34,6 @@ from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.models import BUNDLED_CHECKPOINT
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget
-
-SFT_ONLY = "SFT only (same compute)"
 
 
 @dataclass
