@@ -3,6 +3,7 @@
 from .config import ISOLATION_LEVELS, ExecutionConfig
 from .judge import Executor, Verdict, compare_outputs, get_executor, validate_tests
 from .memo import OnceCache
+from .ray_backend import RayExecutor  # Ray itself is imported only when a RayExecutor is made
 from .sandbox import SandboxError, bwrap_available, resolve_isolation
 from .tiers import DEFAULT_MARGIN, DEFAULT_TIER_REWARDS, Tier, validate_tier_rewards
 from .timing import SpeedupDecision, decide_faster, mann_whitney_less
@@ -14,6 +15,7 @@ __all__ = [
     "ExecutionConfig",
     "Executor",
     "OnceCache",
+    "RayExecutor",
     "SandboxError",
     "SpeedupDecision",
     "Tier",

@@ -47,6 +47,11 @@ class ExecutionConfig:
         cache_size: Verdicts kept in memory for identical (program, tests, baseline) requests, and baseline
             timings kept for reuse (each least recently used first out).
         extra_env: Extra environment variables for the programs (the environment is otherwise scrubbed).
+        ray_address: Judge on Ray actors on a cluster's CPU nodes instead of this machine's cores (needs
+            ``pip install perfrl_trl[ray]``): ``"auto"`` (Ray's: ``$RAY_ADDRESS``, else the cluster ``ray start``
+            started here) or a cluster's address; ``workers`` is then the number of actors, one CPU each
+            (default: the cluster's CPUs over ``$WORLD_SIZE``). ``None`` (default) judges locally, whatever the
+            environment says. See ``perfrl_trl.execution.ray_backend`` and docs/recipes/ray.md.
 
     Example:
         ```python
@@ -75,6 +80,7 @@ class ExecutionConfig:
     isolation: str = "auto"
     cache_size: int = 100_000
     extra_env: dict[str, str] = field(default_factory=dict)
+    ray_address: str | None = None
 
     def __post_init__(self):
         positive = ("timeout_s", "memory_mb", "file_size_mb", "disk_mb", "max_processes", "max_open_files")
@@ -108,6 +114,11 @@ class ExecutionConfig:
             )
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"ExecutionConfig.workers must be >= 1 or None, got {self.workers!r}")
+        if self.ray_address is not None and (not isinstance(self.ray_address, str) or not self.ray_address):
+            raise ValueError(
+                f"ExecutionConfig.ray_address must be None or a Ray address ('auto', 'host:port'), got "
+                f"{self.ray_address!r}"
+            )
         if self.isolation not in ("auto", *ISOLATION_LEVELS):
             raise ValueError(
                 f"ExecutionConfig.isolation must be 'auto' or one of {ISOLATION_LEVELS}, got {self.isolation!r}"
@@ -137,5 +148,6 @@ class ExecutionConfig:
 
     def key(self) -> tuple:
         """What a cached verdict depends on."""
-        skip = {"workers", "cache_size", "isolation"}
+        # Where a verdict is computed does not change what it means: every actor runs the same rule on one node.
+        skip = {"workers", "cache_size", "isolation", "ray_address"}
         return tuple((f.name, repr(getattr(self, f.name))) for f in fields(self) if f.name not in skip)

@@ -460,13 +460,19 @@ def get_executor(config: ExecutionConfig | None = None) -> Executor:
     and verdict caches, and one with other settings never closes an executor that others hold.
 
     Args:
-        config: The settings; defaults to :class:`ExecutionConfig`.
+        config: The settings; defaults to :class:`ExecutionConfig`. With ``ray_address`` set, the executor
+            is a :class:`~perfrl_trl.execution.ray_backend.RayExecutor` (same interface, judging on Ray).
     """
     config = config or ExecutionConfig()
     key = repr(config)  # every field, including the (unhashable) environment dict
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = Executor(config)
+            if config.ray_address is not None:
+                from .ray_backend import RayExecutor  # Ray is imported only when asked for
+
+                _shared[key] = RayExecutor(config)
+            else:
+                _shared[key] = Executor(config)
         return _shared[key]
 
 

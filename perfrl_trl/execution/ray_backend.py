@@ -1,0 +1,487 @@
+"""Judging on a Ray cluster: every candidate judged from start to end by one actor, on one node.
+
+``ExecutionConfig(ray_address=...)`` makes :func:`~perfrl_trl.execution.get_executor` return a
+:class:`RayExecutor`, which has :class:`~perfrl_trl.execution.Executor`'s interface (``judge``, ``submit``,
+``judge_many``, ``close``, ``stats``, ``isolation``, ``config``), so the reward function, the metric and the
+trainer use it unchanged.
+
+How it works:
+
+- One actor per CPU the cluster offers (``ExecutionConfig.workers`` sets the number; see
+  :func:`default_num_actors`), each reserving one CPU. An actor holds a local ``Executor`` with one sandbox
+  fork server on its node, and judges a request there whole: the correctness run, the timed runs, and the
+  baseline runs it is compared with. The baseline timings are cached per actor, so a baseline timed on one
+  node is never compared with a candidate timed on another (nodes differ in speed).
+- Requests with the same (baseline, tests) go to the actor that already timed that baseline, unless it has
+  more work queued than the least loaded actor (then that one times the baseline too, once).
+- The driver keeps the verdict cache (:class:`~perfrl_trl.execution.OnceCache`): identical requests are
+  judged once, even when they arrive together.
+- An actor that dies (its process killed, its node lost) has its requests sent again to another actor,
+  which judges them from the start (and times the baseline itself); Ray restarts the dead actor. Each request
+  waits on its own call, so its verdict is its own, once. A request whose actors died ``ATTEMPTS`` times is
+  a ``sandbox_error`` (R2, not cached), as a crash of a local worker is.
+
+Ray is imported only here, and only when a ``RayExecutor`` is made: ``import perfrl_trl.execution`` never
+imports it. Every node needs perfrl_trl installed in the same Python environment as the driver (the actors
+import it), and its own sandbox (bubblewrap, or the rlimits fallback: :attr:`RayExecutor.isolation` is the
+weakest level any actor reported).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from .config import ExecutionConfig
+from .judge import Executor, Verdict, validate_tests
+from .memo import OnceCache
+
+logger = logging.getLogger(__name__)
+
+# Actors a request may go to before it is scored as a sandbox failure: a program that takes down every actor
+# that runs it would otherwise be retried forever.
+ATTEMPTS = 3
+# How long a request waits for some actor to be up (starting, or restarting after a death) before raising.
+READY_TIMEOUT_S = 300.0
+# A request goes to the actor that already timed its baseline while that actor has at most this many more
+# requests in flight than the least loaded actor; past that, the least loaded one times the baseline too.
+AFFINITY_SLACK = 1
+# Driver-side counters; the actors' own counters (baselines timed, timed runs...) are added to them.
+_DRIVER_STATS = ("requests", "cache_hits", "runs")
+
+
+def import_ray():
+    """The ``ray`` module, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(
+            "ExecutionConfig.ray_address is set, but Ray is not installed: pip install 'perfrl_trl[ray]'"
+        ) from exc
+    return ray
+
+
+def connect(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address``, unless it is connected already.
+
+    ``"auto"`` is Ray's: the ``RAY_ADDRESS`` environment variable if set, else the cluster that ``ray start``
+    last started on this machine. An already connected process keeps its connection, whatever the address.
+
+    Raises:
+        RuntimeError: if no cluster answers there.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return
+    try:
+        # The actors' log lines stay in the cluster's log files; the driver reports what matters
+        # (isolation levels, deaths) through this module's logger.
+        ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
+    except (ConnectionError, ValueError) as exc:
+        raise RuntimeError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from exc
+
+
+def default_num_actors() -> int:
+    """The cluster's CPUs, split between the processes of a distributed run (``WORLD_SIZE``, as set by
+    ``accelerate launch`` and ``torchrun``): each rank's executor starts its share, one CPU per actor.
+
+    Raises:
+        RuntimeError: if the cluster offers no CPU.
+    """
+    ray = import_ray()
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    try:
+        world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        world = 1
+    n = cpus // world
+    if n < 1:
+        raise RuntimeError(
+            f"the Ray cluster offers {cpus} CPU(s) for {world} process(es): no CPU to judge on. Join CPU nodes "
+            "with `ray start --address=...`, or set ExecutionConfig.workers (one CPU per actor)."
+        )
+    return n
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _retryable_errors() -> tuple[type[BaseException], ...]:
+    """The failures of an actor or its node (not of the request): its requests go to another actor."""
+    exc = import_ray().exceptions
+    names = (
+        "RayActorError",
+        "ObjectLostError",
+        "WorkerCrashedError",
+        "NodeDiedError",
+        "LocalRayletDiedError",
+    )
+    return tuple(getattr(exc, n) for n in names if hasattr(exc, n))
+
+
+class JudgeActor:
+    """One actor's state: a local one-worker :class:`Executor` on its node (``ray.remote`` is applied by
+    :class:`RayExecutor`, so defining this class needs no Ray)."""
+
+    def __init__(self, config: ExecutionConfig):
+        self.executor = Executor(dataclasses.replace(config, ray_address=None, workers=1))
+
+    def info(self) -> dict:
+        """Where the actor runs, and its sandbox's isolation level."""
+        node_id = import_ray().get_runtime_context().get_node_id()
+        return {
+            "pid": os.getpid(),
+            "node_id": node_id,
+            "host": socket.gethostname(),
+            "isolation": self.executor.isolation,
+        }
+
+    def judge(
+        self, program: str, tests: list[dict], baseline: str | None, time_it: bool
+    ) -> tuple[Verdict, dict[str, int]]:
+        """The verdict, and what judging it added to the executor's counters (one request at a time)."""
+        before = dict(self.executor.stats)
+        verdict = self.executor.judge(program, tests, baseline, time_it)
+        return verdict, {k: v - before.get(k, 0) for k, v in self.executor.stats.items()}
+
+
+@dataclasses.dataclass(eq=False)
+class _Actor:
+    """The driver's view of one actor slot. ``epoch`` grows each time the actor is found dead, so that one
+    death is handled once and the baselines it had timed stop counting as its own."""
+
+    index: int
+    handle: object
+    ready: bool = False
+    dead: bool = False  # for good: could not be started again
+    load: int = 0  # requests in flight
+    dispatched: int = 0
+    epoch: int = 0
+    info: dict | None = None
+    replacements: int = 0
+    error: str | None = None
+
+
+class RayExecutor(Executor):
+    """An :class:`Executor` whose requests are judged by Ray actors on the cluster's CPU nodes.
+
+    It has ``Executor``'s interface and its ``submit``/``judge_many`` (run on this class's ``judge``), and is
+    what :func:`~perfrl_trl.execution.get_executor` returns for a config with ``ray_address`` set. See the
+    module docstring for the design.
+
+    Args:
+        config: The settings; ``ray_address`` must be set. ``workers`` is the number of actors (default
+            :func:`default_num_actors`).
+
+    Example:
+        ```python
+        from perfrl_trl.execution import ExecutionConfig, get_executor
+
+        ex = get_executor(ExecutionConfig(ray_address="auto"))  # or RayExecutor(config)
+        ex.judge(program, tests, baseline).tier
+        ```
+    """
+
+    def __init__(self, config: ExecutionConfig):
+        if config.ray_address is None:
+            raise ValueError("RayExecutor needs ExecutionConfig.ray_address; use Executor to judge locally")
+        self.config = config
+        ray = import_ray()
+        connect(config.ray_address)
+        self._ray = ray
+        self._retryable = _retryable_errors()
+        n = config.workers if config.workers is not None else default_num_actors()
+        self._remote = ray.remote(JudgeActor).options(
+            num_cpus=1,
+            max_restarts=-1,  # Ray restarts a dead actor (elsewhere if its node is gone) ...
+            max_task_retries=0,  # ... but the driver re-sends its requests, to another actor
+            scheduling_strategy="SPREAD",
+        )
+        self._cond = threading.Condition()
+        self._closed = False
+        self._lock = threading.Lock()  # guards stats
+        self.stats = {
+            "requests": 0,
+            "cache_hits": 0,
+            "runs": 0,
+            "check_hits": 0,
+            "baselines_timed": 0,
+            "timed_runs": 0,
+            "sandbox_errors": 0,
+            "retries": 0,  # requests sent again after their actor died
+            "actor_failures": 0,  # actors found dead
+        }
+        self._verdicts: OnceCache[Verdict] = OnceCache(config.cache_size)
+        # (baseline, tests) -> {actor index: epoch} of the actors that timed that baseline.
+        self._homes: OrderedDict[str, dict[int, int]] = OrderedDict()
+        self._actors = [_Actor(i, self._remote.remote(config)) for i in range(n)]
+        for actor in self._actors:
+            self._ping(actor)
+        # Two requests per actor in flight: each has its next request queued while it judges one.
+        self._threads = ThreadPoolExecutor(max(4, 2 * n), thread_name_prefix="perfrl-ray-judge")
+        logger.info("perfrl_trl: judging on Ray at %s with %d actors", config.ray_address, n)
+
+    # -- actors ---------------------------------------------------------------------------------------
+    def _ping(self, actor: _Actor) -> None:
+        """Ask the actor where it runs; it becomes ready (again) when it answers."""
+        epoch = actor.epoch
+        ref = actor.handle.info.remote()
+        ref.future().add_done_callback(lambda fut: self._on_ping(actor, epoch, fut))
+
+    def _on_ping(self, actor: _Actor, epoch: int, fut) -> None:
+        try:
+            info = fut.result()
+        except Exception as exc:
+            unavailable = getattr(self._ray.exceptions, "ActorUnavailableError", ())
+            if isinstance(exc, unavailable):  # unreachable for now, not dead: ask again
+                threading.Thread(target=self._ping_later, args=(actor, epoch), daemon=True).start()
+                return
+            # Dead for good: killed without restart, its owner gone, or its constructor failed.
+            with self._cond:
+                if self._closed or actor.epoch != epoch:
+                    return
+                actor.error = f"{type(exc).__name__}: {exc}"
+                if actor.replacements >= ATTEMPTS:
+                    actor.dead = True
+                    logger.error("Ray judge actor %d is gone: %s", actor.index, actor.error)
+                    self._cond.notify_all()
+                    return
+                actor.replacements += 1
+            logger.warning("Ray judge actor %d died (%s); starting another", actor.index, actor.error)
+            # Not on Ray's callback thread: starting an actor from there is not ours to do.
+            threading.Thread(target=self._replace, args=(actor, epoch), daemon=True).start()
+            return
+        with self._cond:
+            if self._closed or actor.epoch != epoch:
+                return
+            actor.info, actor.ready = info, True
+            levels = {a.info["isolation"] for a in self._actors if a.info is not None}
+            self._cond.notify_all()
+        if info["isolation"] != "bwrap":
+            logger.warning(
+                "Ray judge actor %d on %s runs the weaker %r sandbox level (see docs/sandbox.md)",
+                actor.index,
+                info["host"],
+                info["isolation"],
+            )
+        if len(levels) > 1:
+            logger.warning("the Ray cluster's nodes have different sandbox levels: %s", sorted(levels))
+
+    def _ping_later(self, actor: _Actor, epoch: int) -> None:
+        time.sleep(1.0)
+        with self._cond:
+            if self._closed or actor.epoch != epoch:
+                return
+        self._ping(actor)
+
+    def _replace(self, actor: _Actor, epoch: int) -> None:
+        time.sleep(1.0)
+        with self._cond:
+            if self._closed or actor.epoch != epoch:
+                return
+            old = actor.handle
+            actor.epoch += 1
+            actor.handle = self._remote.remote(self.config)
+        try:
+            self._ray.kill(old, no_restart=True)
+        except Exception:
+            pass
+        self._ping(actor)
+
+    def _failed(self, actor: _Actor, epoch: int, exc: BaseException) -> None:
+        """A request found ``actor`` dead: stop sending it work until it answers again (Ray restarts it)."""
+        with self._cond:
+            if actor.epoch != epoch or self._closed:
+                return  # another request noticed first
+            actor.epoch += 1
+            actor.ready = False
+            actor.info = None
+            self.stats["actor_failures"] += 1
+        logger.warning("Ray judge actor %d failed (%s); its requests go to another actor", actor.index, exc)
+        self._ping(actor)
+
+    def _pick(self, key: str | None, tried: set[int]) -> tuple[_Actor, int]:
+        """The actor for a request: one not tried yet if any is up, the baseline's if not too busy, else the
+        least loaded. Waits for an actor to be up."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        warned = False
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise RuntimeError("this RayExecutor is closed")
+                ready = [a for a in self._actors if a.ready]
+                choices = [a for a in ready if a.index not in tried] or ready
+                if choices:
+                    break
+                if all(a.dead for a in self._actors):
+                    errors = sorted({a.error for a in self._actors if a.error})
+                    raise RuntimeError(f"every Ray judge actor is gone: {errors}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(
+                        f"no Ray judge actor came up within {READY_TIMEOUT_S:.0f} s ({len(self._actors)} "
+                        "asked for, one CPU each): is the cluster short of free CPUs?"
+                    )
+                if not warned and left < READY_TIMEOUT_S - 30:
+                    logger.warning("waiting for Ray judge actors to start (the cluster may be short of CPUs)")
+                    warned = True
+                self._cond.wait(min(left, 5.0))
+            best = min(choices, key=lambda a: (a.load, a.dispatched))
+            if key is not None:
+                homes = self._homes.get(key)
+                if homes is None:
+                    homes = self._homes[key] = {}
+                    while len(self._homes) > self.config.cache_size:
+                        self._homes.popitem(last=False)
+                self._homes.move_to_end(key)
+                mine = [a for a in choices if homes.get(a.index) == a.epoch]
+                if mine:
+                    home = min(mine, key=lambda a: a.load)
+                    if home.load <= best.load + AFFINITY_SLACK:
+                        best = home
+                homes[best.index] = best.epoch
+            best.load += 1
+            best.dispatched += 1
+            return best, best.epoch
+
+    def _release(self, actor: _Actor) -> None:
+        with self._cond:
+            actor.load -= 1
+
+    def _judge_remote(self, program: str, tests: list[dict], baseline: str | None, time_it: bool) -> Verdict:
+        key = _digest(baseline, tests) if baseline is not None and time_it else None
+        tried: set[int] = set()
+        last: BaseException | None = None
+        for attempt in range(ATTEMPTS):
+            actor, epoch = self._pick(key, tried)
+            tried.add(actor.index)
+            try:
+                verdict, delta = self._ray.get(actor.handle.judge.remote(program, tests, baseline, time_it))
+            except self._retryable as exc:
+                last = exc
+                self._failed(actor, epoch, exc)
+                if attempt + 1 < ATTEMPTS:
+                    self._count("retries")
+                continue
+            finally:
+                self._release(actor)
+            with self._lock:
+                for name, n in delta.items():
+                    if name not in _DRIVER_STATS:
+                        self.stats[name] = self.stats.get(name, 0) + n
+            return verdict
+        self._count("sandbox_errors")
+        logger.warning("a request was judged by %d Ray actors that each died; scored as a failure", ATTEMPTS)
+        return Verdict(
+            True, False, "sandbox_error", f"the Ray actors judging it died {ATTEMPTS} times: {last}",
+            len(tests), 0, isolation=self.isolation,
+        )  # fmt: skip
+
+    # -- Executor's interface -------------------------------------------------------------------------
+    @property
+    def isolation(self) -> str:
+        """The weakest sandbox level of the actors (waits for one to be up): ``"bwrap"`` or ``"rlimits"``."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with self._cond:
+            while True:
+                levels = {a.info["isolation"] for a in self._actors if a.info is not None}
+                if levels or self._closed or all(a.dead for a in self._actors):
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 5.0))
+        if not levels:
+            raise RuntimeError("no Ray judge actor is up to report its sandbox level")
+        return "rlimits" if "rlimits" in levels else min(levels)
+
+    def judge(
+        self, program: str, tests: Sequence[dict], baseline: str | None = None, time_it: bool = True
+    ) -> Verdict:
+        """As :meth:`Executor.judge`, on an actor of the cluster; identical requests are judged once."""
+        tests = validate_tests(tests)
+        if not isinstance(program, str):
+            raise ValueError(f"program must be a str, got {type(program).__name__}")
+        self._count("requests")
+        verdict, hit = self._verdicts.get(
+            _digest(program, tests, baseline, time_it, self.config.key()),
+            lambda: self._judge_remote(program, tests, baseline, time_it),
+            keep=lambda v: v.status != "sandbox_error",  # a crash is not a property of the program
+        )
+        self._count("cache_hits" if hit else "runs")
+        return verdict
+
+    def actors(self) -> list[dict]:
+        """Each actor: index, whether it is up, requests in flight, and (when up) its pid, node and level."""
+        with self._cond:
+            return [
+                {"index": a.index, "ready": a.ready, "dead": a.dead, "load": a.load, **(a.info or {})}
+                for a in self._actors
+            ]
+
+    def wait_ready(self, n: int | None = None, timeout: float = READY_TIMEOUT_S) -> bool:
+        """Wait until ``n`` actors (default all) are up; whether they are."""
+        n = len(self._actors) if n is None else n
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while sum(a.ready for a in self._actors) < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    return False
+                self._cond.wait(min(left, 5.0))
+        return True
+
+    def close(self) -> None:
+        """Finish the requests in flight, then end the actors (their CPUs go back to the cluster)."""
+        with self._cond:
+            if self._closed:
+                return
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            handles = [a.handle for a in self._actors]
+        if not self._ray.is_initialized():
+            return  # the connection went first (at exit): the actors end with it
+        for handle in handles:
+            try:
+                self._ray.kill(handle, no_restart=True)
+            except Exception as exc:  # already gone
+                logger.debug("killing a Ray judge actor: %s", exc)
+
+
+def cluster_sandbox_info(address: str, probe) -> dict:
+    """``probe()`` (a picklable function returning a dict) run on every alive node of the cluster.
+
+    Returns:
+        ``{"ray_address", "isolation": the weakest level of any node, "nodes": [{node_id, node_ip, **probe()}]}``.
+    """
+    ray = import_ray()
+    connect(address)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    remote = ray.remote(probe)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = [
+        remote.options(
+            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote()
+        for n in nodes
+    ]
+    found = []
+    for node, info in zip(nodes, ray.get(refs)):
+        found.append({"node_id": node["NodeID"], "node_ip": node.get("NodeManagerAddress"), **info})
+    levels = {n.get("isolation") for n in found}
+    weakest = next((lvl for lvl in levels if str(lvl).startswith("none")), None)
+    weakest = weakest or ("rlimits" if "rlimits" in levels else "bwrap")
+    return {"ray_address": address, "isolation": weakest, "nodes": found}
