@@ -9,6 +9,7 @@ must start without torch or transformers, and each helper imports what it needs 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .execution.tiers import DEFAULT_MARGIN
@@ -57,7 +58,7 @@ def execution_config(args: argparse.Namespace):
     """The sandbox's ``ExecutionConfig`` from the options :func:`add_execution_args` added.
 
     Args:
-        args: Parsed arguments with ``timeout``, ``trials``, ``margin`` and ``isolation``.
+        args: Parsed arguments with ``timeout``, ``trials``, ``margin``, ``isolation`` and ``ray_address``.
 
     Example:
         ```python
@@ -71,14 +72,18 @@ def execution_config(args: argparse.Namespace):
 
     try:
         return ExecutionConfig(
-            timeout_s=args.timeout, n_trials=args.trials, margin=args.margin, isolation=args.isolation
+            timeout_s=args.timeout,
+            n_trials=args.trials,
+            margin=args.margin,
+            isolation=args.isolation,
+            ray_address=getattr(args, "ray_address", None) or None,
         )
     except ValueError as exc:
         raise SystemExit(f"perfrl-trl: {exc}") from None
 
 
 def add_execution_args(p: argparse.ArgumentParser) -> None:
-    """Add the sandbox options (``--timeout``, ``--trials``, ``--margin``, ``--isolation``) to a subparser.
+    """Add the sandbox options (``--timeout``, ``--trials``, ``--margin``, ``--isolation``, ``--ray-address``).
 
     Args:
         p: The subcommand's parser.
@@ -95,3 +100,19 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=5, help="timed repeats over all tests")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="speed-up needed for R4")
     p.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "rlimits"])
+    add_ray_address_arg(p)
+
+
+def add_ray_address_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--ray-address``: judge on a Ray cluster; its default is ``$RAY_ADDRESS`` (unset: this machine).
+
+    Args:
+        p: The subcommand's parser.
+    """
+    p.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS") or None,
+        metavar="ADDR",
+        help="judge on the Ray cluster at ADDR ('auto': the one `ray start` started here); default "
+        "$RAY_ADDRESS if set, else this machine's cores; '' forces this machine (needs perfrl_trl[ray])",
+    )

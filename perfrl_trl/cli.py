@@ -9,7 +9,13 @@ import sys
 
 # Both import only the standard library at module level: each command imports its own dependencies when it
 # runs, so `score`, `sandbox-info` and `register-metrics` never load torch or transformers.
-from ._cli_common import add_execution_args, execution_config, read_program, read_tests_dir
+from ._cli_common import (
+    add_execution_args,
+    add_ray_address_arg,
+    execution_config,
+    read_program,
+    read_tests_dir,
+)
 from .cli_optimize import add_optimize_parser
 
 
@@ -22,7 +28,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         reward = UnitTestRewardFunction(execution_config=execution_config(args), graded=args.graded)
         details = reward.score([program], [tests], [baseline] if baseline is not None else None)[0]
-    except RuntimeError as exc:  # no safe sandbox on this machine
+    except (RuntimeError, ImportError) as exc:  # no safe sandbox here, or no Ray cluster (or Ray) to judge on
         raise SystemExit(f"perfrl-trl: {exc}") from None
     result = {
         "tier": details.tier,
@@ -53,7 +59,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sandbox_info(args: argparse.Namespace) -> int:
+def sandbox_info() -> dict:
+    """The isolation level this machine offers, and which bubblewrap (what ``sandbox-info`` prints)."""
     import os
 
     from .execution import resolve_isolation
@@ -74,6 +81,20 @@ def cmd_sandbox_info(args: argparse.Namespace) -> int:
     if level == "rlimits":
         uid = drop_uid_for_rlimits()
         info["runs_as_uid"] = os.geteuid() if uid is None else uid
+    return info
+
+
+def cmd_sandbox_info(args: argparse.Namespace) -> int:
+    if args.ray_address:
+        # Every node of the cluster, each probed where it runs: the level a Ray actor there would judge at.
+        from .execution.ray_backend import cluster_sandbox_info
+
+        try:
+            info = cluster_sandbox_info(args.ray_address, sandbox_info)
+        except (RuntimeError, ImportError) as exc:
+            raise SystemExit(f"perfrl-trl: {exc}") from None
+    else:
+        info = sandbox_info()
     print(json.dumps(info))
     return 0
 
@@ -100,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_execution_args(p)
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("sandbox-info", help="print the isolation level this machine offers")
+    p = sub.add_parser("sandbox-info", help="print the isolation level this machine (or each Ray node) has")
+    add_ray_address_arg(p)
     p.set_defaults(func=cmd_sandbox_info)
 
     p = sub.add_parser("register-metrics", help="make evaluate.load('perfrl/speedup') work offline")

@@ -92,6 +92,7 @@ def score_programs(
     executor: Executor | None = None,
     execution_config: ExecutionConfig | Mapping[str, Any] | None = None,
     progress: bool | str = False,
+    ray_address: str | None = None,
 ) -> list[list[SampleResult]]:
     """Judge every candidate against its problem's slow input program in the sandbox.
 
@@ -110,6 +111,9 @@ def score_programs(
             Settings of that executor (timeouts, trials, workers...); its margin is set to `margin`.
             Ignored when `executor` is given.
         progress (`bool` or `str`, defaults to `False`): show a progress bar (a string is its title).
+        ray_address (`str`, *optional*): judge on the Ray cluster at this address (`"auto"`: `$RAY_ADDRESS`,
+            else the one `ray start` started here) instead of this machine's cores; sets the executor's
+            `ray_address` (needs `pip install perfrl_trl[ray]`). Ignored when `executor` is given.
 
     Returns:
         `list[list[SampleResult]]`: per problem, one result per candidate, ready for `aggregate`.
@@ -157,7 +161,13 @@ def score_programs(
 
     # A shared executor keeps its baseline timings and verdicts across calls (an evaluation every few
     # steps re-scores the same slow programs); it is closed at exit.
-    ex = get_executor(_config_with_margin(execution_config, margin)) if executor is None else executor
+    if executor is None:
+        config = _config_with_margin(execution_config, margin)
+        if ray_address is not None:
+            config = dataclasses.replace(config, ray_address=ray_address)
+        ex = get_executor(config)
+    else:
+        ex = executor
     verdicts = ex.judge_many(jobs, time_it=True, progress=progress)
 
     exec_margin = float(getattr(getattr(ex, "config", None), "margin", margin))

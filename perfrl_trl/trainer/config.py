@@ -79,6 +79,10 @@ class RRHFConfig(TrainingArguments):
             Parallel sandbox workers; `None` uses every usable core.
         execution_kwargs (`dict` or `None`, *optional*):
             Other `perfrl_trl.execution.ExecutionConfig` arguments (JSON on the CLI).
+        ray_address (`str` or `None`, *optional*):
+            Judge the candidates on Ray actors on a cluster's CPU nodes: `"auto"` (`$RAY_ADDRESS`, else the
+            cluster `ray start` started on this machine) or an address; `execution_workers` is then the number
+            of actors. `None` judges on this machine's cores. See docs/recipes/ray.md.
         cpu_threads (`int` or `None`, *optional*):
             torch intra-op threads when training on CPU; `None` uses half the process's share of the usable
             cores (at least 1; see `perfrl_trl.execution.cores`). The sandbox workers share the cores, and
@@ -202,6 +206,10 @@ class RRHFConfig(TrainingArguments):
     )
     execution_kwargs: dict | str | None = field(
         default=None, metadata={"help": "Other perfrl_trl.execution.ExecutionConfig arguments (JSON)."}
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata={"help": "Judge on a Ray cluster: 'auto' ($RAY_ADDRESS or the local `ray start`) or an address."},
     )
 
     # Loss
@@ -332,5 +340,7 @@ class RRHFConfig(TrainingArguments):
             "workers": self.execution_workers,
             "margin": self.speedup_margin,
         }
+        if self.ray_address is not None:
+            kwargs["ray_address"] = self.ray_address
         kwargs.update(self.execution_kwargs or {})
         return kwargs

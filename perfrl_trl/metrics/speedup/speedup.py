@@ -44,6 +44,8 @@ Args (configuration "default", programs are executed):
         (timeout_s, n_trials, memory_mb, workers...). Its margin is always set to `margin`.
     executor (`perfrl_trl.execution.Executor`, *optional*): a running executor to reuse.
     progress (`bool`, *optional*): show a progress bar while judging.
+    ray_address (`str`, *optional*): judge on the Ray cluster at this address ("auto": $RAY_ADDRESS, else
+        the one `ray start` started here) instead of this machine's cores (`pip install perfrl_trl[ray]`).
 Args (configuration "runtimes", nothing is executed):
     predictions (`list[float | None]` or `list[list[float | None]]`): per problem, the seconds taken
         by the candidate (or each of k candidates) on the tests; `None` (or NaN) for a failed one.
@@ -147,6 +149,7 @@ class Speedup(evaluate.Metric):
         execution_config=None,
         executor=None,
         progress=False,
+        ray_address=None,
     ):
         if self.config_name == "runtimes":
             if tests is not None:
@@ -166,6 +169,7 @@ class Speedup(evaluate.Metric):
                 executor=executor,
                 execution_config=execution_config,
                 progress=progress,
+                ray_address=ray_address,
             )
         return aggregate(
             results,
