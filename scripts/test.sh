@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 # which is what a fresh machine running the README's main command gets, so that is what CI exercises.
 # The pinned CPU build first: an unpinned torch would pull several GB of CUDA packages.
 python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -e ".[test]"
+# The ray extra too: tests/test_ray_backend.py starts a two-node Ray cluster on this machine, and skips without Ray.
+python3 -m pip install -q -e ".[test,ray]"
 # Which bubblewrap and isolation level the sandbox tests get, for the log.
 python3 -m perfrl_trl.cli sandbox-info
 python3 -m ruff check perfrl_trl tests examples benchmarks scripts
