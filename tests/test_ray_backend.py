@@ -129,6 +129,54 @@ def test_ray_address_setting():
     assert ExecutionConfig(ray_address="auto").key() == ExecutionConfig().key()
 
 
+def _dispatcher(n_actors: int, baseline_s: float | None):
+    """A RayExecutor's dispatcher alone, on stand-in actors (no Ray): every actor up and free."""
+    import threading
+    from collections import OrderedDict
+
+    from perfrl_trl.execution.ray_backend import RayExecutor, _Actor
+
+    ex = RayExecutor.__new__(RayExecutor)
+    ex.config = ExecutionConfig(ray_address="auto")
+    ex._cond, ex._closed, ex._timer_due = threading.Condition(), False, None
+    ex._actors = [_Actor(i, handle=None, ready=True) for i in range(n_actors)]
+    ex._pending, ex._homes, ex._baseline_s = [], OrderedDict(), OrderedDict()
+    ex._mean_baseline_s = baseline_s
+    return ex
+
+
+def _wait(ex, key, tried=(), waited=0.0):
+    from perfrl_trl.execution.ray_backend import _Ticket
+
+    ticket = _Ticket(key, set(tried), since=time.monotonic() - waited)
+    ex._pending.append(ticket)
+    return ticket
+
+
+def test_dispatch_keeps_a_baseline_on_its_actor_and_steals_only_what_waits_long():
+    ex = _dispatcher(2, baseline_s=10.0)
+    with ex._cond:
+        a1, a2, b1 = _wait(ex, "A"), _wait(ex, "A"), _wait(ex, "B")
+        ex._assign()
+        # The second actor takes B, whose baseline nobody has, rather than time A's again.
+        assert a1.actor is ex._actors[0] and b1.actor is ex._actors[1] and a2.actor is None
+        ex._actors[1].load = 0  # B is done; A's second request has waited less than A's baseline takes
+        ex._assign()
+        assert a2.actor is None
+        ex._actors[0].load = 0  # A's first is done: its actor takes A's second
+        ex._assign()
+        assert a2.actor is ex._actors[0]
+        a3 = _wait(ex, "A", waited=11.0)  # the home is busy, and it has waited longer than timing A takes
+        ex._assign()
+        assert a3.actor is ex._actors[1] and ex._homes["A"] == {0: 0, 1: 0}
+        # A retried request goes to an actor it has not been to, while one is up.
+        ex._actors[0].load = ex._actors[1].load = 0
+        retry = _wait(ex, None, tried={0})
+        ex._assign()
+        assert retry.actor is ex._actors[1]
+        ex._closed = True
+
+
 def test_tiers_equal_the_local_backend(cluster):
     cfg = _ray_config(cluster)
     jobs = [

@@ -12,8 +12,10 @@ How it works:
   fork server on its node, and judges a request there whole: the correctness run, the timed runs, and the
   baseline runs it is compared with. The baseline timings are cached per actor, so a baseline timed on one
   node is never compared with a candidate timed on another (nodes differ in speed).
-- Requests with the same (baseline, tests) go to the actor that already timed that baseline, unless it has
-  more work queued than the least loaded actor (then that one times the baseline too, once).
+- Requests wait on the driver, and each actor takes the next one when it is free (one request at a time, so
+  none waits behind a busy actor): first one whose (baseline, tests) it has timed already, then one whose
+  baseline no actor has timed, and one waiting for busy actors that timed its baseline only once it has
+  waited as long as timing that baseline takes (see :meth:`RayExecutor._choose`).
 - The driver keeps the verdict cache (:class:`~perfrl_trl.execution.OnceCache`): identical requests are
   judged once, even when they arrive together.
 - An actor that dies (its process killed, its node lost) has its requests sent again to another actor,
@@ -40,6 +42,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from statistics import median
 
 from .config import ExecutionConfig
 from .judge import Executor, Verdict, validate_tests
@@ -52,9 +55,8 @@ logger = logging.getLogger(__name__)
 ATTEMPTS = 3
 # How long a request waits for some actor to be up (starting, or restarting after a death) before raising.
 READY_TIMEOUT_S = 300.0
-# A request goes to the actor that already timed its baseline while that actor has at most this many more
-# requests in flight than the least loaded actor; past that, the least loaded one times the baseline too.
-AFFINITY_SLACK = 1
+# Weight of the newest value in the running mean of what timing a baseline takes.
+_EWMA = 0.1
 # Driver-side counters; the actors' own counters (baselines timed, timed runs...) are added to them.
 _DRIVER_STATS = ("requests", "cache_hits", "runs")
 
@@ -172,6 +174,17 @@ class _Actor:
     error: str | None = None
 
 
+@dataclasses.dataclass(eq=False)
+class _Ticket:
+    """A request waiting for an actor: the (baseline, tests) digest it is routed by, and the actors tried."""
+
+    key: str | None
+    tried: set[int]
+    since: float = dataclasses.field(default_factory=time.monotonic)
+    actor: _Actor | None = None
+    epoch: int = 0
+
+
 class RayExecutor(Executor):
     """An :class:`Executor` whose requests are judged by Ray actors on the cluster's CPU nodes.
 
@@ -224,11 +237,17 @@ class RayExecutor(Executor):
         self._verdicts: OnceCache[Verdict] = OnceCache(config.cache_size)
         # (baseline, tests) -> {actor index: epoch} of the actors that timed that baseline.
         self._homes: OrderedDict[str, dict[int, int]] = OrderedDict()
+        self._pending: list[_Ticket] = []  # requests waiting for a free actor, oldest first
+        # Seconds that timing a baseline takes (per key, and the running mean), and the dispatcher's next look.
+        self._timer_due: float | None = None
+        self._mean_baseline_s: float | None = None
+        self._baseline_s: OrderedDict[str, float] = OrderedDict()
         self._actors = [_Actor(i, self._remote.remote(config)) for i in range(n)]
         for actor in self._actors:
             self._ping(actor)
-        # Two requests per actor in flight: each has its next request queued while it judges one.
-        self._threads = ThreadPoolExecutor(max(4, 2 * n), thread_name_prefix="perfrl-ray-judge")
+        # Requests wait on the driver until an actor is free, so the threads are the queue the dispatcher
+        # sees (each waiting one costs a thread, not a core).
+        self._threads = ThreadPoolExecutor(max(32, 4 * n), thread_name_prefix="perfrl-ray-judge")
         logger.info("perfrl_trl: judging on Ray at %s with %d actors", config.ray_address, n)
 
     # -- actors ---------------------------------------------------------------------------------------
@@ -266,6 +285,7 @@ class RayExecutor(Executor):
                 return
             actor.info, actor.ready = info, True
             levels = {a.info["isolation"] for a in self._actors if a.info is not None}
+            self._assign()
             self._cond.notify_all()
         if info["isolation"] != "bwrap":
             logger.warning(
@@ -307,56 +327,145 @@ class RayExecutor(Executor):
             actor.ready = False
             actor.info = None
             self.stats["actor_failures"] += 1
+            self._assign()  # the baselines it had timed are nobody's now: free actors may take their requests
         logger.warning("Ray judge actor %d failed (%s); its requests go to another actor", actor.index, exc)
         self._ping(actor)
 
     def _pick(self, key: str | None, tried: set[int]) -> tuple[_Actor, int]:
-        """The actor for a request: one not tried yet if any is up, the baseline's if not too busy, else the
-        least loaded. Waits for an actor to be up."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        warned = False
+        """Wait until an actor takes this request (see :meth:`_assign`); the actor and its epoch then.
+
+        Raises:
+            RuntimeError: if the executor is closed, every actor is gone for good, or none has been up for
+                ``READY_TIMEOUT_S``.
+        """
         with self._cond:
-            while True:
+            ticket = _Ticket(key, tried)
+            self._pending.append(ticket)
+            self._assign()
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            warned = False
+            while ticket.actor is None:
+                problem = None
                 if self._closed:
-                    raise RuntimeError("this RayExecutor is closed")
-                ready = [a for a in self._actors if a.ready]
-                choices = [a for a in ready if a.index not in tried] or ready
-                if choices:
-                    break
-                if all(a.dead for a in self._actors):
-                    errors = sorted({a.error for a in self._actors if a.error})
-                    raise RuntimeError(f"every Ray judge actor is gone: {errors}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeError(
-                        f"no Ray judge actor came up within {READY_TIMEOUT_S:.0f} s ({len(self._actors)} "
-                        "asked for, one CPU each): is the cluster short of free CPUs?"
+                    problem = "this RayExecutor is closed"
+                elif all(a.dead for a in self._actors):
+                    problem = (
+                        f"every Ray judge actor is gone: {sorted({a.error for a in self._actors if a.error})}"
                     )
-                if not warned and left < READY_TIMEOUT_S - 30:
+                elif any(a.ready for a in self._actors):
+                    deadline = time.monotonic() + READY_TIMEOUT_S  # queued behind others' requests: fine
+                elif time.monotonic() > deadline:
+                    problem = (
+                        f"no Ray judge actor has been up for {READY_TIMEOUT_S:.0f} s ({len(self._actors)} asked "
+                        "for, one CPU each): is the cluster short of free CPUs?"
+                    )
+                elif not warned and deadline - time.monotonic() < READY_TIMEOUT_S - 30:
                     logger.warning("waiting for Ray judge actors to start (the cluster may be short of CPUs)")
                     warned = True
-                self._cond.wait(min(left, 5.0))
-            best = min(choices, key=lambda a: (a.load, a.dispatched))
-            if key is not None:
-                homes = self._homes.get(key)
+                if problem is not None:
+                    self._pending.remove(ticket)
+                    raise RuntimeError(problem)
+                self._cond.wait(5.0)
+            return ticket.actor, ticket.epoch
+
+    def _homes_of(self, key: str) -> set[int]:
+        """The actors, up now, that timed the baseline of ``key`` in their present life (lock held)."""
+        homes = self._homes.get(key)
+        if not homes:
+            return set()
+        return {i for i, epoch in homes.items() if self._actors[i].ready and self._actors[i].epoch == epoch}
+
+    def _steal_after(self, ticket: _Ticket) -> float:
+        """When a free actor may take ``ticket`` from the busy actors that timed its baseline: once it has
+        waited as long as timing that baseline takes (three runs, known from its verdicts, else the mean over
+        baselines; at once before any is known). Waiting longer would idle a core to save that timing."""
+        cost = self._baseline_s.get(ticket.key, self._mean_baseline_s)
+        return ticket.since + (cost or 0.0)
+
+    def _choose(self, actor: _Actor, ready: list[_Actor], now: float) -> _Ticket | None:
+        """The waiting request a free ``actor`` takes, oldest first within each rule (lock held):
+
+        1. one whose baseline it has timed;
+        2. one whose baseline no actor that is up has timed (or that has none): it becomes that baseline's;
+        3. one waiting for busy actors that timed its baseline, once it has waited as long as timing the
+           baseline here takes (:meth:`_steal_after`): this actor then times it too;
+        else none, for now. A retried request goes to an actor it has not been to yet, while one is up.
+        """
+        eligible = [
+            t for t in self._pending if actor.index not in t.tried or all(a.index in t.tried for a in ready)
+        ]
+        unhomed = steal = None
+        for t in eligible:
+            homes = self._homes_of(t.key) if t.key is not None else set()
+            if actor.index in homes:
+                return t
+            if not homes:
+                unhomed = unhomed or t
+            elif steal is None and self._steal_after(t) <= now:
+                steal = t
+        return unhomed or steal
+
+    def _assign(self) -> None:
+        """Hand waiting requests to the free actors, one each (lock held). Each actor judges one request at a
+        time and gets the next when it is done, so no request waits behind another actor's queue."""
+        ready = [a for a in self._actors if a.ready]
+        free = sorted((a for a in ready if a.load == 0), key=lambda a: a.dispatched)
+        now = time.monotonic()
+        assigned = idle = False
+        for actor in free:
+            if not self._pending:
+                break
+            ticket = self._choose(actor, ready, now)
+            if ticket is None:
+                idle = True
+                continue
+            self._pending.remove(ticket)
+            ticket.actor, ticket.epoch = actor, actor.epoch
+            actor.load += 1
+            actor.dispatched += 1
+            if ticket.key is not None:
+                homes = self._homes.get(ticket.key)
                 if homes is None:
-                    homes = self._homes[key] = {}
+                    homes = self._homes[ticket.key] = {}
                     while len(self._homes) > self.config.cache_size:
                         self._homes.popitem(last=False)
-                self._homes.move_to_end(key)
-                mine = [a for a in choices if homes.get(a.index) == a.epoch]
-                if mine:
-                    home = min(mine, key=lambda a: a.load)
-                    if home.load <= best.load + AFFINITY_SLACK:
-                        best = home
-                homes[best.index] = best.epoch
-            best.load += 1
-            best.dispatched += 1
-            return best, best.epoch
+                self._homes.move_to_end(ticket.key)
+                homes[actor.index] = actor.epoch
+            assigned = True
+        if assigned:
+            self._cond.notify_all()
+        if idle and self._pending and not self._closed:
+            # A free actor waits for a request to become worth taking: look again then.
+            due = min(self._steal_after(t) for t in self._pending)
+            if self._timer_due is None or due < self._timer_due:
+                self._timer_due = due
+                timer = threading.Timer(max(0.0, due - now) + 1e-3, self._on_timer)
+                timer.daemon = True
+                timer.start()
+
+    def _on_timer(self) -> None:
+        with self._cond:
+            self._timer_due = None
+            if not self._closed:
+                self._assign()
 
     def _release(self, actor: _Actor) -> None:
         with self._cond:
             actor.load -= 1
+            self._assign()
+
+    def _learn(self, key: str | None, verdict: Verdict) -> None:
+        """What timing this request's baseline costs: its cached timing is three runs (see _steal_after)."""
+        if key is None or not verdict.baseline_trials:
+            return
+        cost = 3 * median(verdict.baseline_trials)
+        with self._cond:
+            self._baseline_s[key] = cost
+            self._baseline_s.move_to_end(key)
+            while len(self._baseline_s) > self.config.cache_size:
+                self._baseline_s.popitem(last=False)
+            mean = self._mean_baseline_s
+            self._mean_baseline_s = cost if mean is None else (1 - _EWMA) * mean + _EWMA * cost
 
     def _judge_remote(self, program: str, tests: list[dict], baseline: str | None, time_it: bool) -> Verdict:
         key = _digest(baseline, tests) if baseline is not None and time_it else None
@@ -375,6 +484,7 @@ class RayExecutor(Executor):
                 continue
             finally:
                 self._release(actor)
+            self._learn(key, verdict)
             with self._lock:
                 for name, n in delta.items():
                     if name not in _DRIVER_STATS:
