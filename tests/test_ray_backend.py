@@ -211,6 +211,14 @@ def test_tiers_equal_the_local_backend(cluster):
     shared = get_executor(cfg)
     try:
         assert isinstance(shared, RayExecutor) and get_executor(cfg) is shared
+        # The metric's scoring takes the address too (and finds the same executor for the same settings).
+        from perfrl_trl.metrics import aggregate, score_programs
+
+        settings = {"timeout_s": 2.0, "n_trials": 3, "workers": 2}
+        results = score_programs(
+            [FAST], [SLOW], [TESTS], execution_config=settings, ray_address=cluster.address
+        )
+        assert aggregate(results)["percent_optimized"] == 100.0 and shared.stats["requests"] == 1
     finally:
         _drop_shared_ray_executors()
 

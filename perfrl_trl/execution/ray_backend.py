@@ -238,6 +238,7 @@ class RayExecutor(Executor):
         # (baseline, tests) -> {actor index: epoch} of the actors that timed that baseline.
         self._homes: OrderedDict[str, dict[int, int]] = OrderedDict()
         self._pending: list[_Ticket] = []  # requests waiting for a free actor, oldest first
+        self._levels: set[str] = set()  # sandbox levels the actors reported
         # Seconds that timing a baseline takes (per key, and the running mean), and the dispatcher's next look.
         self._timer_due: float | None = None
         self._mean_baseline_s: float | None = None
@@ -284,7 +285,8 @@ class RayExecutor(Executor):
             if self._closed or actor.epoch != epoch:
                 return
             actor.info, actor.ready = info, True
-            levels = {a.info["isolation"] for a in self._actors if a.info is not None}
+            self._levels.add(info["isolation"])
+            levels = set(self._levels)
             self._assign()
             self._cond.notify_all()
         if info["isolation"] != "bwrap":
@@ -300,23 +302,29 @@ class RayExecutor(Executor):
     def _ping_later(self, actor: _Actor, epoch: int) -> None:
         time.sleep(1.0)
         with self._cond:
-            if self._closed or actor.epoch != epoch:
+            if self._closed or actor.epoch != epoch or not self._ray.is_initialized():
                 return
-        self._ping(actor)
+        try:
+            self._ping(actor)
+        except Exception as exc:  # Ray shut down meanwhile
+            logger.debug("pinging Ray judge actor %d: %s", actor.index, exc)
 
     def _replace(self, actor: _Actor, epoch: int) -> None:
         time.sleep(1.0)
-        with self._cond:
-            if self._closed or actor.epoch != epoch:
-                return
-            old = actor.handle
-            actor.epoch += 1
-            actor.handle = self._remote.remote(self.config)
         try:
-            self._ray.kill(old, no_restart=True)
-        except Exception:
-            pass
-        self._ping(actor)
+            with self._cond:
+                if self._closed or actor.epoch != epoch or not self._ray.is_initialized():
+                    return
+                old = actor.handle
+                actor.epoch += 1
+                actor.handle = self._remote.remote(self.config)
+            try:
+                self._ray.kill(old, no_restart=True)
+            except Exception:
+                pass
+            self._ping(actor)
+        except Exception as exc:  # Ray shut down meanwhile (at exit): nothing to replace
+            logger.debug("replacing Ray judge actor %d: %s", actor.index, exc)
 
     def _failed(self, actor: _Actor, epoch: int, exc: BaseException) -> None:
         """A request found ``actor`` dead: stop sending it work until it answers again (Ray restarts it)."""
@@ -500,11 +508,12 @@ class RayExecutor(Executor):
     # -- Executor's interface -------------------------------------------------------------------------
     @property
     def isolation(self) -> str:
-        """The weakest sandbox level of the actors (waits for one to be up): ``"bwrap"`` or ``"rlimits"``."""
+        """The weakest sandbox level any actor has reported: ``"bwrap"`` or ``"rlimits"`` (waits for the first
+        actor to be up)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         with self._cond:
             while True:
-                levels = {a.info["isolation"] for a in self._actors if a.info is not None}
+                levels = set(self._levels)
                 if levels or self._closed or all(a.dead for a in self._actors):
                     break
                 left = deadline - time.monotonic()
