@@ -40,17 +40,15 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reward_reliability import PIE_DIR, load_sample
-from reward_throughput import ROLES, ExecutorRule, ratio_interval, summarise
+from reward_throughput import ROLES, ExecutorRule, ratio_interval, reference_speedups, summarise
 
 from perfrl_trl.execution import ExecutionConfig, Executor, Tier
-from perfrl_trl.execution.sandbox import SandboxError
 
 BACKENDS = ("local", "ray")
 
@@ -156,31 +154,6 @@ def _cmdline_has(pid: int, parts: tuple[str, ...]) -> bool:
     return any(p in cmd for p in parts)
 
 
-def reference_speedups(ex: Executor, pairs: list[dict], n_trials: int) -> list[float | None]:
-    """Target against slow program, ``n_trials`` runs of each alternated on one local worker; ratio of medians.
-
-    ``reward_throughput.reference_speedups``' measurement, through the executor's private helpers (``_check``,
-    ``_one_worker``), a benchmark's licence; ``None`` where either program fails.
-    """
-
-    def one(pair: dict) -> float | None:
-        tests = pair["tests"]
-        if not (ex._check(pair["slow"], tests).passed and ex._check(pair["target"], tests).passed):
-            return None
-        cand, base = [], []
-        try:
-            with ex._one_worker(tests) as run:
-                for _ in range(n_trials):
-                    cand.append(run(pair["target"]))
-                    base.append(run(pair["slow"]))
-        except SandboxError:  # a run over its limits under load: no reference, out of the detection set
-            return None
-        return statistics.median(base) / max(statistics.median(cand), 1e-9)
-
-    with ThreadPoolExecutor(ex.config.num_workers) as pool:
-        return list(pool.map(one, pairs))
-
-
 def latency(backends: dict, n: int) -> dict:
     """One trivial candidate at a time through each backend, alternated; wall ms of each call."""
     tests = [{"input": "2\n", "output": "4\n"}]
@@ -261,7 +234,7 @@ def main() -> None:
                 core_s[name] += backend.cpu() - cpu0
                 wall_s[name] += wall
                 per_chunk[-1][name] = wall
-            ref += reference_speedups(ref_ex, chunk, args.ref_trials)
+            ref += [r and r["speedup"] for r in reference_speedups(ref_ex, chunk, args.ref_trials)]
             done = sum(len(x) for x in chunks[: c + 1])
             rates = "  ".join(f"{n} {len(ROLES) * done / wall_s[n]:.2f} cand/s" for n in BACKENDS)
             print(f"[{time.perf_counter() - started:6.0f} s] {done}/{len(pairs)} pairs  {rates}", flush=True)

@@ -210,15 +210,19 @@ def reference_speedups(ex: Executor, pairs: list[dict], n_trials: int) -> list[d
 
     Also returns each program's runs, whose spread (slowest over fastest run of one program) is the noise
     that ``decisive_speedup`` must stay beyond. Reads the executor's private helpers (``_check``,
-    ``_time_paired``), a benchmark's licence.
+    ``_one_worker``), a benchmark's licence.
     """
 
     def one(pair: dict) -> dict | None:
         tests = pair["tests"]
         if not (ex._check(pair["slow"], tests).passed and ex._check(pair["target"], tests).passed):
             return None
+        cand, base = [], []
         try:
-            cand, base = ex._time_paired(pair["target"], pair["slow"], tests)
+            with ex._one_worker(tests) as run:
+                for _ in range(n_trials):
+                    cand.append(run(pair["target"]))
+                    base.append(run(pair["slow"]))
         except SandboxError:  # a run over its limits under load: no reference, out of the detection set
             return None
         speedup = statistics.median(base) / max(statistics.median(cand), 1e-9)
@@ -256,7 +260,9 @@ def summarise(
         if s is not None and s >= 1.25 and r["target"]["passed"] and r["target"]["slow_ok"]
     ]
     detected = sum(r["target"]["tier"] == 4 for r in fast)
-    tiers = {role: dict(sorted(Counter(Tier(r[role]["tier"]).name for r in records).items())) for role in ROLES}
+    tiers = {
+        role: dict(sorted(Counter(Tier(r[role]["tier"]).name for r in records).items())) for role in ROLES
+    }
     return {
         "candidates_per_core_s": n_candidates / core_s if core_s > 0 else None,
         "candidates": n_candidates,
