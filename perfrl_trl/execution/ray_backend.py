@@ -32,20 +32,17 @@ weakest level any actor reported).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from statistics import median
 
 from .config import ExecutionConfig
-from .judge import Executor, Verdict, validate_tests
+from .judge import Executor, Verdict, _digest
 from .memo import OnceCache
 
 logger = logging.getLogger(__name__)
@@ -112,10 +109,6 @@ def default_num_actors() -> int:
             "with `ray start --address=...`, or set ExecutionConfig.workers (one CPU per actor)."
         )
     return n
-
-
-def _digest(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _retryable_errors() -> tuple[type[BaseException], ...]:
@@ -475,7 +468,9 @@ class RayExecutor(Executor):
             mean = self._mean_baseline_s
             self._mean_baseline_s = cost if mean is None else (1 - _EWMA) * mean + _EWMA * cost
 
-    def _judge_remote(self, program: str, tests: list[dict], baseline: str | None, time_it: bool) -> Verdict:
+    def _judge_uncached(
+        self, program: str, tests: list[dict], baseline: str | None, time_it: bool
+    ) -> Verdict:
         key = _digest(baseline, tests) if baseline is not None and time_it else None
         tried: set[int] = set()
         last: BaseException | None = None
@@ -523,22 +518,6 @@ class RayExecutor(Executor):
         if not levels:
             raise RuntimeError("no Ray judge actor is up to report its sandbox level")
         return "rlimits" if "rlimits" in levels else min(levels)
-
-    def judge(
-        self, program: str, tests: Sequence[dict], baseline: str | None = None, time_it: bool = True
-    ) -> Verdict:
-        """As :meth:`Executor.judge`, on an actor of the cluster; identical requests are judged once."""
-        tests = validate_tests(tests)
-        if not isinstance(program, str):
-            raise ValueError(f"program must be a str, got {type(program).__name__}")
-        self._count("requests")
-        verdict, hit = self._verdicts.get(
-            _digest(program, tests, baseline, time_it, self.config.key()),
-            lambda: self._judge_remote(program, tests, baseline, time_it),
-            keep=lambda v: v.status != "sandbox_error",  # a crash is not a property of the program
-        )
-        self._count("cache_hits" if hit else "runs")
-        return verdict
 
     def actors(self) -> list[dict]:
         """Each actor: index, whether it is up, requests in flight, and (when up) its pid, node and level."""

@@ -362,6 +362,20 @@ class TimingRule:
     min_time_diff_s: float = 2e-4
     decisive_speedup: float | None = 5.0
 
+    def confirm(
+        self, run_candidate: Callable[[], float], run_baseline: Callable[[], float], sequential: bool
+    ) -> tuple[list[float], list[float], SpeedupDecision]:
+        """:func:`confirm_paired` with these settings."""
+        return confirm_paired(
+            run_candidate,
+            run_baseline,
+            self.n_trials,
+            self.margin,
+            self.alpha,
+            self.min_time_diff_s,
+            sequential,
+        )
+
     def decide(
         self, candidate: list[float], baseline: list[float], alpha: float | None = None
     ) -> SpeedupDecision:
@@ -401,16 +415,7 @@ def fixed_rule(
     decision = rule.decide(trials, baseline)
     if not decision.faster:
         return TimingOutcome(trials, baseline, decision)
-    cand, base, decision = confirm_paired(
-        run_candidate,
-        run_baseline,
-        rule.n_trials,
-        rule.margin,
-        rule.alpha,
-        rule.min_time_diff_s,
-        sequential=False,
-    )
-    return TimingOutcome(cand, base, decision)
+    return TimingOutcome(*rule.confirm(run_candidate, run_baseline, sequential=False))
 
 
 def sequential_rule(
@@ -456,13 +461,4 @@ def sequential_rule(
     if screen(trials, baseline, rule.margin, rule.min_time_diff_s) == NOT_FASTER:
         # Its best trial already misses, so the medians do too: never "faster" here.
         return TimingOutcome(trials, baseline, rule.decide(trials, baseline))
-    cand, base, decision = confirm_paired(
-        run_candidate,
-        run_baseline,
-        rule.n_trials,
-        rule.margin,
-        rule.alpha,
-        rule.min_time_diff_s,
-        sequential=True,
-    )
-    return TimingOutcome(cand, base, decision)
+    return TimingOutcome(*rule.confirm(run_candidate, run_baseline, sequential=True))
