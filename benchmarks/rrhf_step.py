@@ -60,7 +60,7 @@ from perfrl_trl.execution import ExecutionConfig, Executor
 from perfrl_trl.loss import (
     RRHFLossOptions,
     SourceKind,
-    count_best_tokens,
+    count_normalisers,
     rrhf_loss,
     rrhf_loss_from_token_logps,
     token_log_probs,
@@ -141,16 +141,10 @@ def build_pair(path, out_dir, threads):
 
 def rrhf_inputs(trainer, batch):
     """What ``get_batch_samples`` hands ``training_step``: the batch plus the step's normalisers."""
-    n_items = count_best_tokens(
-        trainer._loss_labels(batch["labels"]),
-        batch["rewards"],
-        batch["sources"],
-        batch["group_ids"],
-        priority=trainer.args.tie_priority,
-    )
+    n_items, n_groups = trainer._step_normalisers([batch], trainer.args.device)
     inputs = dict(batch)
-    inputs["num_groups_in_batch"] = torch.tensor(int(batch["group_ids"].max()) + 1)
-    return inputs, torch.tensor(n_items)
+    inputs["num_groups_in_batch"] = n_groups
+    return inputs, n_items
 
 
 def sft_inputs(trainer, batch):
@@ -241,7 +235,7 @@ def loss_microbench(trainer, batch, repeats):
     model.train()
     labels = trainer._loss_labels(batch["labels"])
     rewards, sources, gids = batch["rewards"], batch["sources"], batch["group_ids"]
-    n_items = int(count_best_tokens(labels, rewards, sources, gids))
+    n_items, _ = count_normalisers(labels, rewards, sources, gids)
     a = trainer.args
 
     def rrhf(differing=False, logps=None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,16 @@ __all__ = ["GREEDY", "RANDOM", "TARGET", "RRHFCandidateCollator", "SourceKind"]
 RANDOM = int(SourceKind.RANDOM)
 GREEDY = int(SourceKind.GREEDY)
 TARGET = int(SourceKind.TARGET)
+
+
+def _speedup(value: float | None) -> float:
+    """A measured speed-up, or NaN when there is none (the loss never compares a NaN)."""
+    if value is None:
+        return math.nan
+    value = float(value)
+    if not value > 0 and not math.isnan(value):
+        raise ValueError(f"a speed-up must be positive, got {value!r}")
+    return value
 
 
 def _round_up(length: int, multiple: int | None) -> int:
@@ -39,7 +50,8 @@ class RRHFCandidateCollator:
         {"prompt_ids": [...], "completion_ids": [[...], ...], "rewards": [...], "sources": [...]}
 
     ``source`` is ``"random"``, ``"greedy"``, ``"target"`` or a [`SourceKind`] code; an optional ``truncated`` flag
-    (or ``truncated`` column) marks completions cut by the generation limit. ``prompt_ids`` are used as given (add
+    (or ``truncated`` column) marks completions cut by the generation limit, and an optional ``speedup`` (or
+    ``speedups`` column; ``None`` when not measured) feeds speed-aware ranking. ``prompt_ids`` are used as given (add
     the tokenizer's special tokens beforehand); ``completion_ids`` must not contain the decoder start token.
 
     Completions are cut after their first EOS. An EOS is appended to a completion that has none unless it is
@@ -57,8 +69,9 @@ class RRHFCandidateCollator:
       ``padding_side="left"`` a ``position_ids`` tensor is returned too, since models do not infer positions from
       the mask outside ``generate``.
 
-    Always returned: ``rewards`` (float32 ``[N]``), ``sources`` (long ``[N]``, [`SourceKind`] codes) and
-    ``group_ids`` (long ``[N]``, the example's index in the batch). Pop these before calling the model.
+    Always returned: ``rewards`` (float32 ``[N]``), ``sources`` (long ``[N]``, [`SourceKind`] codes),
+    ``speedups`` (float64 ``[N]``, ``NaN`` where not given) and ``group_ids`` (long ``[N]``, the example's index in
+    the batch). Pop these before calling the model.
 
     Args:
         pad_token_id: Token used to pad ``input_ids``.
@@ -163,7 +176,7 @@ class RRHFCandidateCollator:
         return ids
 
     @staticmethod
-    def _candidates(example: dict[str, Any]) -> list[tuple[Sequence[int], float, int, bool]]:
+    def _candidates(example: dict[str, Any]) -> list[tuple[Sequence[int], float, int, bool, float]]:
         if "candidates" in example:
             return [
                 (
@@ -171,6 +184,7 @@ class RRHFCandidateCollator:
                     float(c["reward"]),
                     int(SourceKind.parse(c.get("source", SourceKind.RANDOM))),
                     bool(c.get("truncated", False)),
+                    _speedup(c.get("speedup")),
                 )
                 for c in example["candidates"]
             ]
@@ -178,12 +192,15 @@ class RRHFCandidateCollator:
         n = len(completions)
         sources = example.get("sources") or [SourceKind.RANDOM] * n
         truncated = example.get("truncated") or [False] * n
+        speedups = example.get("speedups") or [None] * n
         rewards = example["rewards"]
-        if not len(rewards) == len(sources) == len(truncated) == n:
-            raise ValueError("completion_ids, rewards, sources and truncated must have the same length.")
+        if not len(rewards) == len(sources) == len(truncated) == len(speedups) == n:
+            raise ValueError(
+                "completion_ids, rewards, sources, truncated and speedups must have the same length."
+            )
         return [
-            (ids, float(r), int(SourceKind.parse(s)), bool(t))
-            for ids, r, s, t in zip(completions, rewards, sources, truncated)
+            (ids, float(r), int(SourceKind.parse(s)), bool(t), _speedup(sp))
+            for ids, r, s, t, sp in zip(completions, rewards, sources, truncated, speedups)
         ]
 
     def _pad(self, rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
@@ -194,17 +211,18 @@ class RRHFCandidateCollator:
     # ------------------------------------------------------------------ main
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        prompts, completions, rewards, sources, group_ids = [], [], [], [], []
+        prompts, completions, rewards, sources, speedups, group_ids = [], [], [], [], [], []
         for index, example in enumerate(examples):
             prompt = self._prompt(example["prompt_ids"])
             candidates = self._candidates(example)
             if not candidates:
                 raise ValueError(f"Example {index} has no candidates.")
-            for ids, reward, source, truncated in candidates:
+            for ids, reward, source, truncated, speedup in candidates:
                 prompts.append(prompt)
                 completions.append(self._completion(ids, truncated))
                 rewards.append(reward)
                 sources.append(source)
+                speedups.append(speedup)
                 group_ids.append(index)
 
         if self.is_encoder_decoder:
@@ -226,6 +244,7 @@ class RRHFCandidateCollator:
 
         batch["rewards"] = torch.tensor(rewards, dtype=torch.float32)
         batch["sources"] = torch.tensor(sources, dtype=torch.long)
+        batch["speedups"] = torch.tensor(speedups, dtype=torch.float64)
         batch["group_ids"] = torch.tensor(group_ids, dtype=torch.long)
         return batch
 
@@ -291,6 +310,6 @@ class SFTCollator:
                 {"prompt_ids": prompt_ids, "candidates": [{"completion_ids": target_ids, "reward": 0.0}]}
             )
         batch = self._inner(examples)
-        for key in ("rewards", "sources", "group_ids"):
+        for key in ("rewards", "sources", "speedups", "group_ids"):
             batch.pop(key)
         return batch

@@ -12,9 +12,22 @@ running unit tests, which gives rewards ``r_i``. With ``π`` the policy being tr
 PerfRL breaks ties for ``i'`` by the candidate's source, preferring the model's own samples: random > greedy >
 target.
 
+Speed-aware ranking ([`RRHFLossOptions`] ``speedup_margin``). With tier rewards every correct and faster program
+gets the same R4, so a sample faster than a partly optimised target ties with it and nothing prefers it. Given
+each candidate's measured speed-up, two candidates of equal reward are ordered when one is faster than the other
+by more than the margin (``s_b > margin · s_a``), and stay tied otherwise: differences inside the timing's noise
+are not ranked. "Outranks" is a strict order (it is transitive), so every group has candidates nobody outranks;
+``i'`` is one of them, chosen by source priority. Candidates without a speed-up (``NaN``) are ordered by reward
+only.
+
+Groups without signal. A prompt whose candidates all tie forms no pair; ``L_rank`` is averaged over the prompts
+that form at least one pair, so such prompts do not dilute it. ``tuning_min_reward`` drops the tuning term of a
+prompt whose best candidate is below it: without a target (tests-only prompts) the best candidate may well fail
+its tests, and imitating it would teach wrong programs.
+
 Batching conventions. All candidates of a batch are flattened to ``N`` rows; ``group_ids`` (or a fixed
 ``group_size``) says which rows share a prompt. ``L_rank`` sums over the pairs of a prompt and is averaged over
-prompts; ``L_tuning`` is the mean negative log-likelihood per best-candidate token. Both normalisers can be given for
+the prompts that have a pair; ``L_tuning`` is the mean negative log-likelihood per best-candidate token. Both normalisers can be given for
 the whole accumulated batch (``num_groups_in_batch``, ``num_items_in_batch``) so that summing the losses of the
 micro-batches gives exactly the loss of the full batch.
 
@@ -39,7 +52,8 @@ __all__ = [
     "RRHFLossOptions",
     "RRHFOutput",
     "SourceKind",
-    "count_best_tokens",
+    "count_normalisers",
+    "outranks",
     "pairwise_sequence_scores",
     "rank_loss",
     "rrhf_loss",
@@ -85,6 +99,10 @@ class RRHFLossOptions:
         priority: tie-break order of sources for the best candidate, highest first.
         rank_margin: hinge margin of ``L_rank`` (0 = paper).
         rank_on_differing_tokens: score each pair only after its longest common prefix (anti-degeneration).
+        speedup_margin: order candidates of equal reward by speed-up when one is faster than the other by more
+            than this factor (``>= 1``; PIE's 1.10 is the reward's own margin); ``None`` leaves ties as ties (paper).
+        tuning_min_reward: a group whose best candidate's reward is below this has no tuning term; ``None``
+            always imitates the best candidate (paper).
         ignore_index: label value of prompt and padding positions.
 
     Example:
@@ -101,10 +119,16 @@ class RRHFLossOptions:
     priority: Sequence[str | int | SourceKind] = DEFAULT_PRIORITY
     rank_margin: float = 0.0
     rank_on_differing_tokens: bool = False
+    speedup_margin: float | None = None
+    tuning_min_reward: float | None = None
     ignore_index: int = -100
 
     def __post_init__(self):
-        object.__setattr__(self, "priority", tuple(self.priority))  # frozen, hashable, and a list given is copied
+        object.__setattr__(
+            self, "priority", tuple(self.priority)
+        )  # frozen, hashable, and a list given is copied
+        if self.speedup_margin is not None and not self.speedup_margin >= 1.0:
+            raise ValueError(f"speedup_margin must be >= 1 or None, got {self.speedup_margin!r}")
 
 
 @dataclass
@@ -122,7 +146,8 @@ class RRHFOutput:
         num_pairs: number of ordered pairs ``(i, j)`` of a group with ``r_i < r_j``.
         num_active_pairs: pairs with a non-zero hinge (they produce gradient).
         num_correct_pairs: pairs already ranked right (better candidate scored strictly higher).
-        num_best_tokens: tokens of the best candidates in this batch.
+        num_best_tokens: tokens of the best candidates the tuning term trains on in this batch.
+        num_groups_with_signal: groups with at least one ranked pair.
     """
 
     loss: torch.Tensor
@@ -135,6 +160,7 @@ class RRHFOutput:
     num_active_pairs: torch.Tensor
     num_correct_pairs: torch.Tensor
     num_best_tokens: torch.Tensor
+    num_groups_with_signal: torch.Tensor
 
     @property
     def rank_accuracy(self) -> float:
@@ -302,45 +328,69 @@ def _priority_codes(priority: Sequence[str | int | SourceKind]) -> list[int]:
     return codes
 
 
-def select_best(
+def outranks(
     rewards: torch.Tensor,
-    sources: torch.Tensor | None = None,
-    group_ids: torch.Tensor | None = None,
-    *,
-    group_size: int | None = None,
-    priority: Sequence[str | int | SourceKind] = DEFAULT_PRIORITY,
+    group_ids: torch.Tensor,
+    speedups: torch.Tensor | None = None,
+    speedup_margin: float | None = None,
 ) -> torch.Tensor:
-    """Index of the highest-reward candidate of each group.
+    """``[N, N]`` bool matrix: ``out[a, b]`` when ``b`` outranks ``a``, a pair of the ranking loss.
 
-    Ties go to the source that comes first in ``priority`` (sources not listed come last), then to the lowest row.
+    ``b`` outranks ``a`` when both answer the same prompt and ``b`` has the higher reward, or, with
+    ``speedup_margin``, the same reward and a speed-up more than ``speedup_margin`` times ``a``'s. A ``NaN``
+    speed-up (not measured) is never compared, so such candidates are ordered by reward only.
 
     Args:
-        rewards: ``[N]`` (or ``[B, K]``) rewards.
-        sources: ``[N]`` [`SourceKind`] codes; ``None`` breaks ties by row only.
-        group_ids: ``[N]`` prompt id of each row. Without it and ``group_size``, all rows form one group.
-        group_size: fixed number of consecutive rows per prompt.
-        priority: source order used to break reward ties.
-
-    Returns:
-        ``[G]`` long tensor of row indices, groups in ascending id order.
+        rewards: ``[N]`` rewards.
+        group_ids: ``[N]`` prompt of each candidate.
+        speedups: ``[N]`` measured speed-ups, ``NaN`` where unknown.
+        speedup_margin: the factor that tells two speed-ups apart; ``None`` compares rewards only.
 
     Example:
     ```python
-    >>> select_best(torch.tensor([1.3, 2.0, 2.0, 0.0]), torch.tensor([0, 2, 1, 0]), group_size=4)
-    tensor([2])
+    >>> r, g = torch.tensor([2.0, 2.0, 2.0]), torch.zeros(3, dtype=torch.long)
+    >>> outranks(r, g, torch.tensor([1.5, 1.6, 3.0]), 1.10).int()  # 1.5 and 1.6 are within the margin
+    tensor([[0, 0, 1],
+            [0, 0, 1],
+            [0, 0, 0]], dtype=torch.int32)
 
     ```
     """
-    rewards, group_size = _flatten(rewards, group_size)
-    rewards = rewards.float() if not rewards.is_floating_point() else rewards
+    same = group_ids[:, None] == group_ids[None, :]
+    better = rewards[:, None] < rewards[None, :]
+    if speedups is not None and speedup_margin is not None:
+        speedups = speedups.to(device=rewards.device, dtype=torch.float64)
+        faster = speedups[None, :] > speedup_margin * speedups[:, None]  # False wherever a NaN is involved
+        better = better | ((rewards[:, None] == rewards[None, :]) & faster)
+    return same & better
+
+
+def _as_float(rewards: torch.Tensor) -> torch.Tensor:
+    rewards = rewards if rewards.is_floating_point() else rewards.float()
     if torch.isnan(rewards).any():
         raise ValueError("rewards contain NaN.")
-    n, device = rewards.numel(), rewards.device
-    gid, num_groups = _dense_groups(n, group_ids, group_size, device)
-    group_max = torch.full((num_groups,), -torch.inf, dtype=rewards.dtype, device=device)
-    group_max = group_max.scatter_reduce(0, gid, rewards, "amax")
-    is_max = rewards == group_max[gid]
+    return rewards
 
+
+def _speedups(speedups: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    if speedups is None:
+        return None
+    speedups = speedups.reshape(-1)
+    if speedups.numel() != n:
+        raise ValueError(f"speedups has {speedups.numel()} entries but there are {n} candidates.")
+    return speedups
+
+
+def _best_of(
+    pairs: torch.Tensor,
+    gid: torch.Tensor,
+    num_groups: int,
+    sources: torch.Tensor | None,
+    priority: Sequence[str | int | SourceKind],
+) -> torch.Tensor:
+    """Per group, the row nobody outranks, by source priority and then by row."""
+    n, device = gid.numel(), gid.device
+    top = ~pairs.any(dim=1)
     codes = _priority_codes(priority)
     rank = torch.full((n,), len(codes), dtype=torch.long, device=device)
     if sources is not None:
@@ -350,40 +400,123 @@ def select_best(
     # Lexicographic (priority rank, row) packed in one integer so a single scatter-min picks the winner.
     key = rank * n + torch.arange(n, device=device)
     never = (len(codes) + 1) * n
-    key = key.masked_fill(~is_max, never)
+    key = key.masked_fill(~top, never)
     best = torch.full((num_groups,), never, dtype=torch.long, device=device).scatter_reduce(
         0, gid, key, "amin"
     )
     return best % n
 
 
-def count_best_tokens(
-    labels: torch.Tensor,
+def select_best(
     rewards: torch.Tensor,
     sources: torch.Tensor | None = None,
     group_ids: torch.Tensor | None = None,
     *,
     group_size: int | None = None,
     priority: Sequence[str | int | SourceKind] = DEFAULT_PRIORITY,
-    ignore_index: int = -100,
-) -> int:
-    """Tokens of the best candidates: sum this over the micro-batches to get ``num_items_in_batch``."""
-    best = select_best(rewards, sources, group_ids, group_size=group_size, priority=priority)
-    return int((labels[best] != ignore_index).sum())
+    speedups: torch.Tensor | None = None,
+    speedup_margin: float | None = None,
+) -> torch.Tensor:
+    """Index of the best candidate of each group: one that no other candidate [`outranks`].
+
+    Without speed-ups that is a highest-reward candidate. Several candidates can qualify (equal rewards, or
+    speed-ups within the margin of each other): the source that comes first in ``priority`` wins (sources not
+    listed come last), then the lowest row.
+
+    Args:
+        rewards: ``[N]`` (or ``[B, K]``) rewards.
+        sources: ``[N]`` [`SourceKind`] codes; ``None`` breaks ties by row only.
+        group_ids: ``[N]`` prompt id of each row. Without it and ``group_size``, all rows form one group.
+        group_size: fixed number of consecutive rows per prompt.
+        priority: source order used to break ties.
+        speedups: ``[N]`` measured speed-ups (``NaN`` where unknown), for speed-aware ranking.
+        speedup_margin: see [`outranks`].
+
+    Returns:
+        ``[G]`` long tensor of row indices, groups in ascending id order.
+
+    Example:
+    ```python
+    >>> select_best(torch.tensor([1.3, 2.0, 2.0, 0.0]), torch.tensor([0, 2, 1, 0]), group_size=4)
+    tensor([2])
+    >>> # A random sample 2.4x faster than the target (1.2x) outranks it:
+    >>> select_best(torch.tensor([2.0, 2.0]), torch.tensor([2, 0]), speedups=torch.tensor([1.2, 2.4]),
+    ...             speedup_margin=1.1)
+    tensor([1])
+
+    ```
+    """
+    rewards, group_size = _flatten(rewards, group_size)
+    rewards = _as_float(rewards)
+    gid, num_groups = _dense_groups(rewards.numel(), group_ids, group_size, rewards.device)
+    pairs = outranks(rewards, gid, _speedups(speedups, rewards.numel()), speedup_margin)
+    return _best_of(pairs, gid, num_groups, sources, priority)
+
+
+def count_normalisers(
+    labels: torch.Tensor,
+    rewards: torch.Tensor,
+    sources: torch.Tensor | None = None,
+    group_ids: torch.Tensor | None = None,
+    *,
+    group_size: int | None = None,
+    options: RRHFLossOptions | None = None,
+    speedups: torch.Tensor | None = None,
+) -> tuple[int, int]:
+    """The loss's normalisers of one micro-batch: sum each over the micro-batches of an accumulated batch.
+
+    Returns:
+        ``(best_tokens, groups_with_signal)``: tokens of the best candidates that the tuning term trains on
+        (``num_items_in_batch``), and the groups that form at least one ranked pair (``num_groups_in_batch``).
+    """
+    plan = _plan(labels, rewards, sources, group_ids, group_size, options or RRHFLossOptions(), speedups)
+    return int(plan.best_tokens), int(plan.groups_with_signal)
+
+
+@dataclass
+class _Plan:
+    """Which pairs are ranked and which candidates are imitated, decided from rewards and speed-ups alone."""
+
+    rewards: torch.Tensor
+    gid: torch.Tensor
+    num_groups: int
+    pairs: torch.Tensor  # [N, N], pairs[a, b]: b outranks a
+    best: torch.Tensor  # [G]
+    tuned: torch.Tensor  # [G] bool: the group has a tuning term
+    best_tokens: torch.Tensor
+    groups_with_signal: torch.Tensor
+
+
+def _plan(labels, rewards, sources, group_ids, group_size, o: RRHFLossOptions, speedups) -> _Plan:
+    rewards, group_size = _flatten(rewards, group_size)
+    rewards = _as_float(rewards).to(labels.device)
+    gid, num_groups = _dense_groups(rewards.numel(), group_ids, group_size, labels.device)
+    pairs = outranks(rewards, gid, _speedups(speedups, rewards.numel()), o.speedup_margin)
+    best = _best_of(pairs, gid, num_groups, sources, o.priority)
+    tuned = torch.ones(num_groups, dtype=torch.bool, device=labels.device)
+    if o.tuning_min_reward is not None:
+        tuned = rewards[best] >= o.tuning_min_reward
+    best_tokens = ((labels[best] != o.ignore_index) & tuned[:, None]).sum()
+    signal = torch.zeros(num_groups, dtype=torch.bool, device=labels.device)
+    signal = signal.index_put((gid,), pairs.any(dim=1), accumulate=True)
+    return _Plan(rewards, gid, num_groups, pairs, best, tuned, best_tokens, signal.sum())
+
+
+def _at_least_one(count: int | torch.Tensor) -> int | torch.Tensor:
+    # A batch with nothing to rank (or to imitate) gives a zero term, not 0/0.
+    return count.clamp(min=1) if torch.is_tensor(count) else max(count, 1)
 
 
 def _pair_terms(
-    scores: torch.Tensor, rewards: torch.Tensor, gid: torch.Tensor, margin: float, pairwise: bool
+    scores: torch.Tensor, pairs: torch.Tensor, margin: float, pairwise: bool
 ) -> tuple[torch.Tensor, ...]:
     if pairwise:
         s_worse, s_better = scores, scores.T  # [a, b]: a's score vs b, b's score vs a
     else:
         s_worse, s_better = scores[:, None], scores[None, :]
-    # pair[a, b]: a and b answer the same prompt and a is strictly worse.
-    pair = (gid[:, None] == gid[None, :]) & (rewards[:, None] < rewards[None, :])
     gap = s_worse - s_better + margin
-    total = torch.relu(gap).masked_fill(~pair, 0.0).sum()
-    return total, pair.sum(), (pair & (gap > 0)).sum(), (pair & (s_better > s_worse)).sum()
+    total = torch.relu(gap).masked_fill(~pairs, 0.0).sum()
+    return total, pairs.sum(), (pairs & (gap > 0)).sum(), (pairs & (s_better > s_worse)).sum()
 
 
 def rank_loss(
@@ -395,10 +528,14 @@ def rank_loss(
     margin: float = 0.0,
     num_groups_in_batch: int | torch.Tensor | None = None,
     pairwise: bool = False,
+    speedups: torch.Tensor | None = None,
+    speedup_margin: float | None = None,
 ) -> torch.Tensor:
-    """RRHF ranking loss ``Σ_{r_a < r_b} max(0, p_a − p_b + margin)``, summed per prompt, averaged over prompts.
+    """RRHF ranking loss ``Σ_{b outranks a} max(0, p_a − p_b + margin)``, summed per prompt, averaged over the
+    prompts that form at least one pair.
 
-    Pairs only form inside a prompt and only between different rewards (ties contribute nothing).
+    Pairs only form inside a prompt, between different rewards or (with ``speedup_margin``) equal rewards and
+    speed-ups that differ by more than the margin: see [`outranks`].
 
     Args:
         scores: ``[N]`` or ``[B, K]`` scores, or with ``pairwise=True`` an ``[N, N]`` matrix where
@@ -407,8 +544,11 @@ def rank_loss(
         group_ids: ``[N]`` prompt id of each row.
         group_size: fixed number of consecutive rows per prompt.
         margin: hinge margin (0 in the paper).
-        num_groups_in_batch: number of prompts in the whole accumulated batch; defaults to this batch's.
+        num_groups_in_batch: prompts with at least one pair in the whole accumulated batch; defaults to this
+            batch's.
         pairwise: interpret ``scores`` as the pairwise matrix.
+        speedups: ``[N]`` measured speed-ups (``NaN`` where unknown).
+        speedup_margin: see [`outranks`].
 
     Example:
     ```python
@@ -420,9 +560,13 @@ def rank_loss(
     rewards, group_size = _flatten(rewards, group_size)
     if not pairwise:
         scores, group_size = _flatten(scores, group_size)
-    gid, num_groups = _dense_groups(rewards.numel(), group_ids, group_size, rewards.device)
-    total = _pair_terms(scores, rewards.to(scores.device), gid.to(scores.device), margin, pairwise)[0]
-    return total / (num_groups if num_groups_in_batch is None else num_groups_in_batch)
+    rewards = _as_float(rewards).to(scores.device)
+    gid, _ = _dense_groups(rewards.numel(), group_ids, group_size, scores.device)
+    pairs = outranks(rewards, gid, _speedups(speedups, rewards.numel()), speedup_margin)
+    total = _pair_terms(scores, pairs, margin, pairwise)[0]
+    if num_groups_in_batch is None:
+        num_groups_in_batch = gid[pairs.any(dim=1)].unique().numel()
+    return total / _at_least_one(num_groups_in_batch)
 
 
 def tuning_loss(
@@ -433,29 +577,32 @@ def tuning_loss(
     group_ids: torch.Tensor | None = None,
     *,
     group_size: int | None = None,
-    priority: Sequence[str | int | SourceKind] = DEFAULT_PRIORITY,
+    options: RRHFLossOptions | None = None,
+    speedups: torch.Tensor | None = None,
     num_items_in_batch: int | torch.Tensor | None = None,
-    best_index: torch.Tensor | None = None,
-    ignore_index: int = -100,
 ) -> torch.Tensor:
-    """Negative log-likelihood of each prompt's best candidate, per token.
+    """Negative log-likelihood of each prompt's best candidate ([`select_best`]), per token.
 
     The summed NLL is divided by ``num_items_in_batch`` (best-candidate tokens of the whole accumulated batch, see
-    [`count_best_tokens`]) when given, else by this batch's best-candidate token count.
+    [`count_normalisers`]) when given, else by this batch's best-candidate token count. Groups whose best
+    candidate's reward is below ``options.tuning_min_reward`` contribute nothing.
 
     Args:
         token_logps: ``[N, T]`` from [`token_log_probs`].
         labels: ``[N, T]`` the same labels (for the mask).
-        rewards, sources, group_ids, group_size, priority: as in [`select_best`].
+        rewards, sources, group_ids, group_size: as in [`select_best`].
+        options: the loss's settings (priority, speed-up margin, ``tuning_min_reward``, ``ignore_index``).
+        speedups: ``[N]`` measured speed-ups, for speed-aware ranking.
         num_items_in_batch: token normaliser for gradient accumulation.
-        best_index: precomputed [`select_best`] result.
-        ignore_index: label value of prompt and padding positions.
     """
-    if best_index is None:
-        best_index = select_best(rewards, sources, group_ids, group_size=group_size, priority=priority)
-    mask = labels[best_index] != ignore_index
-    nll = -(token_logps[best_index] * mask).sum()
-    denom = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+    plan = _plan(labels, rewards, sources, group_ids, group_size, options or RRHFLossOptions(), speedups)
+    return _tuning(token_logps, labels, plan, options or RRHFLossOptions(), num_items_in_batch)
+
+
+def _tuning(token_logps, labels, plan: _Plan, o: RRHFLossOptions, num_items_in_batch) -> torch.Tensor:
+    mask = (labels[plan.best] != o.ignore_index) & plan.tuned[:, None]
+    nll = -(token_logps[plan.best] * mask).sum()
+    denom = mask.sum().clamp(min=1) if num_items_in_batch is None else _at_least_one(num_items_in_batch)
     return nll / denom
 
 
@@ -468,15 +615,14 @@ def rrhf_loss_from_token_logps(
     *,
     group_size: int | None = None,
     options: RRHFLossOptions | None = None,
+    speedups: torch.Tensor | None = None,
     num_items_in_batch: int | torch.Tensor | None = None,
     num_groups_in_batch: int | torch.Tensor | None = None,
 ) -> RRHFOutput:
     """[`rrhf_loss`] from precomputed ``[N, T]`` token log-probabilities (e.g. computed in chunks)."""
     o = options or RRHFLossOptions()
-    rewards, group_size = _flatten(rewards, group_size)
-    rewards = rewards.to(token_logps.device)
+    plan = _plan(labels, rewards, sources, group_ids, group_size, o, speedups)
     mask = labels != o.ignore_index
-    gid, num_groups = _dense_groups(rewards.numel(), group_ids, group_size, token_logps.device)
     scores = _normalise(token_logps.sum(-1), mask.sum(-1), o.length_normalize, o.length_penalty)
     if o.rank_on_differing_tokens:
         rank_scores = pairwise_sequence_scores(
@@ -485,30 +631,23 @@ def rrhf_loss_from_token_logps(
     else:
         rank_scores = scores
     rank_total, num_pairs, num_active, num_correct = _pair_terms(
-        rank_scores, rewards, gid, o.rank_margin, o.rank_on_differing_tokens
+        rank_scores, plan.pairs, o.rank_margin, o.rank_on_differing_tokens
     )
-    l_rank = rank_total / (num_groups if num_groups_in_batch is None else num_groups_in_batch)
-
-    best = select_best(rewards, sources, gid, priority=o.priority)
-    l_tuning = tuning_loss(
-        token_logps,
-        labels,
-        rewards,
-        num_items_in_batch=num_items_in_batch,
-        best_index=best,
-        ignore_index=o.ignore_index,
-    )
+    groups = plan.groups_with_signal if num_groups_in_batch is None else num_groups_in_batch
+    l_rank = rank_total / _at_least_one(groups)
+    l_tuning = _tuning(token_logps, labels, plan, o, num_items_in_batch)
     return RRHFOutput(
         loss=o.rank_weight * l_rank + l_tuning,
         rank_loss=l_rank,
         tuning_loss=l_tuning,
-        best_index=best,
+        best_index=plan.best,
         scores=scores.detach(),
-        group_ids=gid,
+        group_ids=plan.gid,
         num_pairs=num_pairs,
         num_active_pairs=num_active,
         num_correct_pairs=num_correct,
-        num_best_tokens=mask[best].sum(),
+        num_best_tokens=plan.best_tokens,
+        num_groups_with_signal=plan.groups_with_signal,
     )
 
 
@@ -521,6 +660,7 @@ def rrhf_loss(
     *,
     group_size: int | None = None,
     options: RRHFLossOptions | None = None,
+    speedups: torch.Tensor | None = None,
     num_items_in_batch: int | torch.Tensor | None = None,
     num_groups_in_batch: int | torch.Tensor | None = None,
 ) -> RRHFOutput:
@@ -534,8 +674,10 @@ def rrhf_loss(
         group_ids: ``[N]`` prompt id of each row; or give ``group_size``; neither means one prompt.
         group_size: fixed number of consecutive rows per prompt.
         options: The loss's settings, [`RRHFLossOptions`] (default: the paper's loss).
-        num_items_in_batch: best-candidate tokens in the whole accumulated batch ([`count_best_tokens`]).
-        num_groups_in_batch: prompts in the whole accumulated batch.
+        speedups: ``[N]`` measured speed-ups (``NaN`` where unknown), used with ``options.speedup_margin``.
+        num_items_in_batch: best-candidate tokens in the whole accumulated batch ([`count_normalisers`]).
+        num_groups_in_batch: prompts with at least one ranked pair in the whole accumulated batch
+            ([`count_normalisers`]).
 
     Returns:
         [`RRHFOutput`].
@@ -560,6 +702,7 @@ def rrhf_loss(
         group_ids,
         group_size=group_size,
         options=options,
+        speedups=speedups,
         num_items_in_batch=num_items_in_batch,
         num_groups_in_batch=num_groups_in_batch,
     )

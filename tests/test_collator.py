@@ -22,12 +22,15 @@ def make_tokenizer():
 def example(prompt, *candidates):
     return {
         "prompt_ids": prompt,
-        "candidates": [{"completion_ids": c, "reward": r, "source": s} for c, r, s in candidates],
+        "candidates": [
+            {"completion_ids": c, "reward": r, "source": s, **({"speedup": sp[0]} if sp else {})}
+            for c, r, s, *sp in candidates
+        ],
     }
 
 
 EXAMPLES = [
-    example([5, 6, 7], ([8], 2.0, "random"), ([9, 10, 11], 0.0, "greedy"), ([12, 13], 1.3, "target")),
+    example([5, 6, 7], ([8], 2.0, "random", 2.5), ([9, 10, 11], 0.0, "greedy"), ([12, 13], 1.3, "target")),
     example([4], ([3, 3], 1.0, "random")),
 ]
 
@@ -133,6 +136,7 @@ def test_columnar_examples_match_candidate_dicts():
             "completion_ids": [c["completion_ids"] for c in e["candidates"]],
             "rewards": [c["reward"] for c in e["candidates"]],
             "sources": [SourceKind.parse(c["source"]) for c in e["candidates"]],
+            "speedups": [c.get("speedup") for c in e["candidates"]],
         }
         for e in EXAMPLES
     ]
@@ -140,7 +144,16 @@ def test_columnar_examples_match_candidate_dicts():
     a, b = collator(EXAMPLES), collator(columnar)
     assert a.keys() == b.keys()
     for key in a:
-        assert torch.equal(a[key], b[key]), key
+        torch.testing.assert_close(a[key], b[key], equal_nan=True, rtol=0, atol=0, msg=key)
+    # Speed-ups given travel with their candidates; those not given are NaN (never compared by the loss).
+    given = [c.get("speedup") for e in EXAMPLES for c in e["candidates"]]
+    assert any(given) and [x if x is not None else "nan" for x in given] == [
+        x if x == x else "nan" for x in a["speedups"].tolist()
+    ]
+    with pytest.raises(ValueError, match="speed-up must be positive"):
+        collator(
+            [{"prompt_ids": [1], "candidates": [{"completion_ids": [2], "reward": 2.0, "speedup": -1.0}]}]
+        )
 
 
 def test_errors():

@@ -112,3 +112,14 @@ def test_equal_tiers_and_partial_priority_are_allowed(tmp_path):
 def test_single_candidate_warns(tmp_path):
     with pytest.warns(UserWarning, match="single candidate"):
         RRHFConfig(output_dir=str(tmp_path), num_random_samples=0, num_greedy_samples=0)
+
+
+def test_loss_options_speed_aware_ranking_and_tuning_threshold(tmp_path):
+    """Speed-aware ranking uses the reward's own margin; the tuning threshold defaults to R3 (imitate only
+    programs that pass) with unit-test rewards, and to none with rewards on another scale."""
+    config = RRHFConfig(output_dir=str(tmp_path), speedup_margin=1.2, reward_r3=1.5)
+    options = config.loss_options()
+    assert (options.speedup_margin, options.tuning_min_reward) == (1.2, 1.5)
+    assert config.loss_options(unit_test_rewards_only=False).tuning_min_reward is None
+    paper = RRHFConfig(output_dir=str(tmp_path), rank_by_speedup=False, tuning_min_reward=0.0).loss_options()
+    assert (paper.speedup_margin, paper.tuning_min_reward) == (None, 0.0)

@@ -15,7 +15,8 @@ import perfrl_trl.loss as loss_module
 from perfrl_trl.loss import (
     RRHFLossOptions,
     SourceKind,
-    count_best_tokens,
+    count_normalisers,
+    outranks,
     pairwise_sequence_scores,
     rank_loss,
     rrhf_loss,
@@ -104,15 +105,18 @@ def test_rank_loss_by_hand():
 
 
 def test_rank_loss_groups_ties_and_all_equal():
-    """Group 0 as above (6.5); group 1 has all-equal rewards (0). Mean over the two prompts: 3.25.
-    The [B, K] form, group_size and interleaved group_ids agree."""
+    """Group 0 as above (6.5); group 1 has all-equal rewards: no pair, no signal, so it does not dilute the
+    mean, which is over the one prompt with a pair: 6.5 (the paper's mean over both prompts would be 3.25).
+    The [B, K] form, group_size and interleaved group_ids agree; a group with a pair (0 + 1.0) halves it."""
     scores = torch.tensor([[-1.0, -2.0, -0.5, -3.0], [-1.0, -9.0, 0.0, -2.0]])
     rewards = torch.tensor([[0.0, 1.0, 1.0, 2.0], [1.3, 1.3, 1.3, 1.3]])
-    assert_close(rank_loss(scores, rewards), scalar(3.25))
-    assert_close(rank_loss(scores.flatten(), rewards.flatten(), group_size=4), scalar(3.25))
+    assert_close(rank_loss(scores, rewards), scalar(6.5))
+    assert_close(rank_loss(scores.flatten(), rewards.flatten(), group_size=4), scalar(6.5))
     perm = torch.tensor([0, 4, 1, 5, 2, 6, 3, 7])
     ids = torch.tensor([7, 9, 7, 9, 7, 9, 7, 9])
-    assert_close(rank_loss(scores.flatten()[perm], rewards.flatten()[perm], ids), scalar(3.25))
+    assert_close(rank_loss(scores.flatten()[perm], rewards.flatten()[perm], ids), scalar(6.5))
+    signal = torch.tensor([[1.3, 1.3, 1.3, 2.0]])  # pairs (0,3), (1,3), (2,3): hinges 1, 0, 2 -> 3.0
+    assert_close(rank_loss(scores, torch.cat([rewards[:1], signal])), scalar((6.5 + 3.0) / 2))
     # Across prompts nothing pairs up: a prompt's bad candidate is never compared with another prompt's good one.
     assert_close(rank_loss(torch.tensor([[0.0], [-5.0]]), torch.tensor([[0.0], [2.0]])), scalar(0.0))
     # Ties with very different scores form no pair.
@@ -212,11 +216,17 @@ def test_gradient_accumulation_matches_full_batch():
     sources = torch.tensor([R, G, T]).repeat(groups)
     group_ids = torch.arange(groups).repeat_interleave(k)
 
-    full = rrhf_loss(logits, labels, rewards, sources, group_ids)
+    # Speed-aware ranking and a tuning threshold change both normalisers; they must stay exact.
+    speedups = torch.where(rewards == 2.0, torch.rand(n) * 3 + 1, torch.nan)
+    options = RRHFLossOptions(speedup_margin=1.1, tuning_min_reward=1.3)
+    full = rrhf_loss(logits, labels, rewards, sources, group_ids, options=options, speedups=speedups)
     (grad_full,) = torch.autograd.grad(full.loss, logits)
 
-    num_items = count_best_tokens(labels, rewards, sources, group_ids)
-    assert num_items == int(full.num_best_tokens)
+    num_items, with_signal = count_normalisers(
+        labels, rewards, sources, group_ids, options=options, speedups=speedups
+    )
+    assert (num_items, with_signal) == (int(full.num_best_tokens), int(full.num_groups_with_signal))
+    assert 0 < with_signal <= groups
     total, grad_acc = 0.0, torch.zeros_like(logits)
     for half in (slice(0, n // 2), slice(n // 2, n)):
         part = rrhf_loss(
@@ -225,8 +235,10 @@ def test_gradient_accumulation_matches_full_batch():
             rewards[half],
             sources[half],
             group_ids[half],
+            options=options,
+            speedups=speedups[half],
             num_items_in_batch=num_items,
-            num_groups_in_batch=groups,
+            num_groups_in_batch=with_signal,
         )
         total = total + part.loss
         grad_acc += torch.autograd.grad(part.loss, logits)[0]
@@ -261,7 +273,8 @@ def test_rank_on_differing_tokens_leaves_shared_prefix_alone():
     logits, labels, rewards = _shared_prefix_pair()
     (grad_paper,) = torch.autograd.grad(rrhf_loss(logits, labels, rewards).rank_loss, logits)
     (grad_suffix,) = torch.autograd.grad(
-        rrhf_loss(logits, labels, rewards, options=RRHFLossOptions(rank_on_differing_tokens=True)).rank_loss, logits
+        rrhf_loss(logits, labels, rewards, options=RRHFLossOptions(rank_on_differing_tokens=True)).rank_loss,
+        logits,
     )
     assert grad_paper[:, :2].abs().sum() > 0
     assert grad_suffix[:, :2].abs().sum() == 0
@@ -272,7 +285,9 @@ def test_rank_on_differing_tokens_edge_cases():
     # Identical programs with different rewards (timing noise) contribute nothing.
     logits = q_logits(2, 3)
     labels = torch.tensor([[0, 1, 2], [0, 1, 2]])
-    out = rrhf_loss(logits, labels, torch.tensor([1.3, 2.0]), options=RRHFLossOptions(rank_on_differing_tokens=True))
+    out = rrhf_loss(
+        logits, labels, torch.tensor([1.3, 2.0]), options=RRHFLossOptions(rank_on_differing_tokens=True)
+    )
     assert_close(out.rank_loss, scalar(0.0))
     # Without length normalisation the shared prefix cancels anyway: both variants agree.
     logits = torch.randn(3, 5, 6)
@@ -283,7 +298,10 @@ def test_rank_on_differing_tokens_edge_cases():
     rewards = torch.tensor([0.0, 1.0, 2.0])
     a = rrhf_loss(logits, labels, rewards, options=RRHFLossOptions(length_normalize=False))
     b = rrhf_loss(
-        logits, labels, rewards, options=RRHFLossOptions(length_normalize=False, rank_on_differing_tokens=True)
+        logits,
+        labels,
+        rewards,
+        options=RRHFLossOptions(length_normalize=False, rank_on_differing_tokens=True),
     )
     assert_close(a.rank_loss, b.rank_loss)
     # Prefixes are found on the scored tokens, so left padding gives the same pairwise scores.
@@ -317,4 +335,79 @@ def test_errors():
         select_best(torch.zeros(2), priority=("random", "beam"))
     with pytest.raises(ValueError, match="group_ids"):
         select_best(torch.zeros(3), group_ids=torch.zeros(2))
+    with pytest.raises(ValueError, match="speedups has 2 entries"):
+        select_best(torch.zeros(3), speedups=torch.ones(2), speedup_margin=1.1)
+    with pytest.raises(ValueError, match="speedup_margin"):
+        RRHFLossOptions(speedup_margin=0.9)
+
+
+SPEED = RRHFLossOptions(speedup_margin=1.1)
+
+
+def test_faster_than_target_sample_outranks_the_target_and_is_imitated():
+    """Target and a random sample both R4 (2.0): the sample's 2.4x is more than 1.1 times the target's 1.5x,
+    so it outranks the target and is the tuning term's target; without speed-ups they tie and the paper's
+    priority (random first) picks the sample too, but the target is not ranked below it."""
+    rewards, sources = torch.tensor([2.0, 2.0, 1.3]), torch.tensor([T, R, G])
+    speedups = torch.tensor([1.5, 2.4, float("nan")])
+    pairs = outranks(rewards, torch.zeros(3, dtype=torch.long), speedups, 1.1)
+    assert pairs.nonzero().tolist() == [[0, 1], [2, 0], [2, 1]]  # target < sample; greedy (R3) < both
+    assert not outranks(rewards, torch.zeros(3, dtype=torch.long))[0, 1]
+    # With the target first in priority, the tie would pick the target; speed-aware ranking picks the sample.
+    target_first = ("target", "greedy", "random")
+    assert select_best(rewards, sources, priority=target_first).tolist() == [0]
+    assert select_best(
+        rewards, sources, priority=target_first, speedups=speedups, speedup_margin=1.1
+    ).tolist() == [1]
+
+    # The loss: the target is pushed below the sample (a hinge it did not have), and the sample is imitated.
+    logits = torch.zeros(3, 2, 4, requires_grad=True)
+    labels = torch.tensor([[0, 1], [2, 3], [1, 1]])
+    opts = RRHFLossOptions(priority=target_first, speedup_margin=1.1)
+    out = rrhf_loss(logits, labels, rewards, sources, options=opts, speedups=speedups)
+    assert out.best_index.tolist() == [1] and int(out.num_pairs) == 3
+    plain = rrhf_loss(logits, labels, rewards, sources, options=RRHFLossOptions(priority=target_first))
+    assert plain.best_index.tolist() == [0] and int(plain.num_pairs) == 2
+    (grad,) = torch.autograd.grad(out.tuning_loss, logits)
+    assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
+
+
+def test_copies_and_speedups_within_the_margin_never_outrank_each_other():
+    """Two copies of one program (same reward and speed-up), or speed-ups 1.5 and 1.6 (within 1.1x), form no
+    pair; 1.5 and 1.66 do. A NaN speed-up is never compared."""
+    g = torch.zeros(2, dtype=torch.long)
+    r = torch.tensor([2.0, 2.0])
+    for speedups in ([1.5, 1.5], [1.5, 1.6], [float("nan"), 9.0]):
+        assert not outranks(r, g, torch.tensor(speedups), 1.1).any(), speedups
+        assert_close(
+            rank_loss(torch.tensor([0.0, -5.0]), r, speedups=torch.tensor(speedups), speedup_margin=1.1),
+            scalar(0.0),
+        )
+    assert outranks(r, g, torch.tensor([1.5, 1.66]), 1.1).tolist() == [[False, True], [False, False]]
+    # Faster-by-the-margin is transitive, so "outranks" has no cycle and some candidate is always on top.
+    sp = torch.tensor([1.0, 1.08, 1.16, 1.25, 1.35])
+    pairs = outranks(torch.full((5,), 2.0), torch.zeros(5, dtype=torch.long), sp, 1.1)
+    assert (pairs.int() @ pairs.int() > 0).le(pairs).all()
+    assert select_best(torch.full((5,), 2.0), speedups=sp, speedup_margin=1.1).tolist() == [3]
+
+
+def test_tests_only_groups_without_signal_or_passing_candidate():
+    """Three prompts without a target: one whose candidates all fail alike (no pair, no signal), one whose best
+    candidate only compiles (pairs, but below tuning_min_reward: nothing imitated), one with a passing candidate.
+    Only the last is imitated; the rank mean is over the two prompts with a pair."""
+    rewards = torch.tensor([0.0, 0.0, 1.0, 0.0, 1.3, 1.0])
+    group_ids = torch.tensor([0, 0, 1, 1, 2, 2])
+    labels = torch.tensor([[0, 1], [1, 0], [2, 2], [3, 3], [0, 0], [1, -100]])
+    logits = q_logits(6, 2).requires_grad_(True)
+    opts = RRHFLossOptions(tuning_min_reward=1.3)
+    out = rrhf_loss(logits, labels, rewards, torch.full((6,), R), group_ids, options=opts)
+    assert int(out.num_groups_with_signal) == 2 and int(out.num_best_tokens) == 2
+    assert_close(out.tuning_loss, scalar(LN2))  # candidate 4 = (0, 0): -log q0 = ln 2 per token
+    # Group 1: p(2,2) = -3 ln2 > p(3,3) = -3 ln2? equal: hinge 0. Group 2: p(0,0) = -ln2, p(1) = -2 ln2: hinge 0.
+    assert_close(out.rank_loss, scalar(0.0))
+    assert count_normalisers(labels, rewards, None, group_ids, options=opts) == (2, 2)
+    # Nothing to learn at all: a zero loss whose gradient is zero, not NaN.
+    none = rrhf_loss(logits[:2], labels[:2], rewards[:2], group_ids=group_ids[:2], options=opts)
+    (grad,) = torch.autograd.grad(none.loss, logits)
+    assert none.loss.item() == 0.0 and torch.equal(grad, torch.zeros_like(grad))
     assert SourceKind.parse("Greedy") is G and SourceKind.parse(2) is T

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -351,3 +352,115 @@ def test_generate_ahead_drops_the_unused_step_when_training_stops(models, datase
     assert trainer.state.global_step == 1
     assert [s for s, _, _ in trainer.generations] == [0, 0]  # step 2 was generated ahead, then dropped
     assert trainer._ahead is None
+
+
+# Three correct programs for one problem, far apart in speed, so that the real timing tells them apart even on a
+# loaded machine: the slow input (a Python loop, ~0.3 s), a partly optimised target (the loop in C, several
+# times faster) and a fully optimised rewrite (the formula, tens of times faster).
+PARTIAL = "n = int(input())\nprint(sum(range(n + 1)))\n"
+BIG = 3_000_000
+
+
+def _judged_batch(trainer, texts_and_sources):
+    """Candidates of one prompt judged by the trainer's own scorer and collated as for the loss."""
+    from perfrl_trl.loss import SourceKind
+    from perfrl_trl.trainer.trainer import GeneratedCandidate
+
+    row = _rows((BIG,))[0] | {"target_code": PARTIAL}
+    columns = {k: [v] for k, v in row.items()}
+    pending = trainer.scorer.start()
+    group = []
+    for text, source in texts_and_sources:
+        ids = trainer.processing_class(text, add_special_tokens=False)["input_ids"]
+        group.append(GeneratedCandidate(ids, text, SourceKind[source], False, len(pending.completions)))
+        trainer.scorer.add(pending, [row["prompt"]], [text], [0], columns)
+    return trainer._score_and_collate(
+        {"rows": [row], "columns": columns, "candidates": [group], "pending": pending}
+    )
+
+
+def test_speed_aware_ranking_with_real_timings(models, tmp_path):
+    """The target (partly optimised) and a faster sample are both R4. With speed-aware ranking the sample
+    outranks the target and is the tuning term's target, even with the target first in the tie priority; two
+    copies of the sample (one verdict, from the cache) never outrank each other. Without it, target and sample
+    tie."""
+    from perfrl_trl.execution.tiers import Tier
+    from perfrl_trl.loss import rrhf_loss
+
+    args = _args(tmp_path, max_steps=1, tie_priority=["target", "greedy", "random"], execution_timeout_s=10.0)
+    trainer = RRHFTrainer(models["t5"], args=args, train_dataset=Dataset.from_list(_rows((BIG,))))
+    candidates = [(PARTIAL, "TARGET"), (FAST, "RANDOM"), (FAST, "RANDOM"), (SLOW, "GREEDY")]
+    batch = _judged_batch(trainer, candidates)
+    r4 = trainer.args.reward_r4
+    assert batch["rewards"][:3].tolist() == [r4, r4, r4], batch
+    speedups = batch["speedups"].tolist()
+    assert speedups[1] == speedups[2] > trainer.args.speedup_margin * speedups[0], speedups
+    assert batch["speedups"][3].isnan()  # the slow program itself: R3, never compared by speed
+
+    labels = trainer._loss_labels(batch["labels"])
+    logits = torch.zeros(*labels.shape, trainer.model.config.vocab_size)
+    out = rrhf_loss(
+        logits,
+        labels,
+        batch["rewards"],
+        batch["sources"],
+        batch["group_ids"],
+        options=trainer.loss_options,
+        speedups=batch["speedups"],
+    )
+    assert out.best_index.tolist() == [1]  # the sample, not the target, although the target comes first
+    # Pairs: target < each copy, and slow (R3) < the three R4s; never copy < copy.
+    assert int(out.num_pairs) == 2 + 3
+    plain = rrhf_loss(
+        logits,
+        labels,
+        batch["rewards"],
+        batch["sources"],
+        batch["group_ids"],
+        options=dataclasses.replace(trainer.loss_options, speedup_margin=None),
+        speedups=batch["speedups"],
+    )
+    assert plain.best_index.tolist() == [0] and int(plain.num_pairs) == 3
+    assert trainer.candidate_log[-1]["beats_target_rate"] == pytest.approx(2 / 3)  # two copies of three
+    assert Tier.R4 == 4
+
+
+def test_tests_only_rows_mix_with_labelled_rows(models, tmp_path):
+    """Rows without a target train beside labelled rows: their groups hold generated candidates only, the loss
+    counts the prompts without ranking signal apart, and training runs and logs as usual."""
+    from perfrl_trl.loss import SourceKind
+
+    rows = _rows((10, 2000, 50, 7))
+    for row in rows[1::2]:
+        row["target_code"] = None
+    data = Dataset.from_list(rows)
+    trainer = RRHFTrainer(
+        models["t5"], args=_args(tmp_path, max_steps=2, learning_rate=1e-2), train_dataset=data
+    )
+    batch = trainer._generate_and_score(rows[:2])
+    k = trainer.args.num_random_samples + trainer.args.num_greedy_samples
+    assert batch["group_ids"].tolist() == [0] * (k + 1) + [1] * k
+    assert [s == SourceKind.TARGET for s in batch["sources"].tolist()].count(True) == 1
+    assert batch["sources"][batch["group_ids"] == 1].ne(SourceKind.TARGET).all()
+
+    # Prompts whose candidates all got one reward (no R4 pair can differ by speed here: only a target can be
+    # R4, and a group has one) form no pair; that share is logged, from the loss's own count.
+    tied = [batch["rewards"][batch["group_ids"] == g].unique().numel() == 1 for g in (0, 1)]
+    assert trainer.candidate_log[-1]["groups_without_signal"] == sum(tied) / 2
+    assert trainer.candidate_log[-1]["beats_target_rate"] is not None  # one row had a (passing) target
+
+    trainer.train()
+    history = trainer.state.log_history
+    assert sum("groups_without_signal" in h for h in history) == 2
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history if "loss" in h)
+    # Each update logged its candidates under its own step.
+    assert [r["step"] for r in trainer.candidate_log[1:]] == [1, 2]
+
+
+def test_a_tests_only_row_without_samples_is_a_clear_error(models, tmp_path):
+    rows = _rows((10,))
+    rows[0]["target_code"] = None
+    args = _args(tmp_path, max_steps=1, num_random_samples=0, num_greedy_samples=0)
+    trainer = RRHFTrainer(models["t5"], args=args, train_dataset=Dataset.from_list(rows))
+    with pytest.raises(ValueError, match="has no target_code and the config generates no candidate"):
+        trainer.train()

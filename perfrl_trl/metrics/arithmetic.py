@@ -141,6 +141,20 @@ class SampleResult:
             return None
         return self.old_time / self.new_time
 
+    def beats(self, target: SampleResult, margin: float = DEFAULT_MARGIN) -> bool | None:
+        """Passed and ran faster than `target` by `margin`; `None` when `target` did not pass or was not timed.
+
+        Example:
+        ```python
+        >>> fast = SampleResult(compiled=True, passed=True, old_time=2.0, new_time=0.5)
+        >>> fast.beats(SampleResult(compiled=True, passed=True, old_time=2.0, new_time=1.0))
+        True
+        ```
+        """
+        if not target.passed or target.new_time is None:
+            return None
+        return bool(self.passed and self.new_time is not None and self.new_time * margin < target.new_time)
+
     def is_optimized(self, margin: float = DEFAULT_MARGIN) -> bool:
         """Correct, at least `margin` times faster (ties count), and not flagged insignificant."""
         s = self.speedup

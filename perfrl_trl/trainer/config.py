@@ -105,6 +105,17 @@ class RRHFConfig(TrainingArguments):
         rank_on_differing_tokens (`bool`, *optional*, defaults to `False`):
             Score each ranked pair only on the tokens after the pair's longest common prefix, so pushing a failing
             candidate down does not move the tokens it shares with a good one (against degenerate outputs).
+        rank_by_speedup (`bool`, *optional*, defaults to `True`):
+            Speed-aware ranking: two candidates with the same reward (both R4) are ordered by their measured
+            speed-ups when one is more than `speedup_margin` times faster than the other, and stay tied
+            otherwise; the tuning term imitates a candidate that nothing outranks. Without it a sample faster
+            than a partly optimised target ties with the target (both R4), and nothing prefers it. `False` is the
+            paper's loss.
+        tuning_min_reward (`float` or `None`, *optional*, defaults to `None`):
+            A prompt whose best candidate's reward is below this has no tuning (SFT) term. `None`: `reward_r3`
+            when every reward function is a `UnitTestRewardFunction` (only programs that pass every test are
+            imitated; a prompt without a target may have none), else no threshold. Set it to `reward_r1` for
+            the paper's loss, which imitates the best candidate whatever it is.
 
         > Parameters that control evaluation
 
@@ -209,7 +220,9 @@ class RRHFConfig(TrainingArguments):
     )
     ray_address: str | None = field(
         default=None,
-        metadata={"help": "Judge on a Ray cluster: 'auto' ($RAY_ADDRESS or the local `ray start`) or an address."},
+        metadata={
+            "help": "Judge on a Ray cluster: 'auto' ($RAY_ADDRESS or the local `ray start`) or an address."
+        },
     )
 
     # Loss
@@ -226,6 +239,20 @@ class RRHFConfig(TrainingArguments):
         metadata={"help": "Source order that breaks ties for the best candidate, first wins."},
     )
     rank_margin: float = field(default=0.0, metadata={"help": "Hinge margin of the ranking loss."})
+    rank_by_speedup: bool = field(
+        default=True,
+        metadata={
+            "help": "Order equal-reward candidates by measured speed-up when they differ by more than "
+            "speedup_margin (False: the paper's ties)."
+        },
+    )
+    tuning_min_reward: float | None = field(
+        default=None,
+        metadata={
+            "help": "No tuning term for a prompt whose best reward is below this; None: reward_r3 with the "
+            "unit-test reward (imitate only passing programs), else no threshold."
+        },
+    )
     rank_on_differing_tokens: bool = field(
         default=False,
         metadata={
@@ -315,9 +342,16 @@ class RRHFConfig(TrainingArguments):
         """Rewards of tiers R1..R4, for `perfrl_trl.rewards.UnitTestRewardFunction`."""
         return (self.reward_r1, self.reward_r2, self.reward_r3, self.reward_r4)
 
-    @property
-    def loss_options(self) -> RRHFLossOptions:
-        """The loss fields as `perfrl_trl.loss.RRHFLossOptions`, for `rrhf_loss`."""
+    def loss_options(self, unit_test_rewards_only: bool = True) -> RRHFLossOptions:
+        """The loss fields as `perfrl_trl.loss.RRHFLossOptions`, for `rrhf_loss`.
+
+        Args:
+            unit_test_rewards_only: whether every reward is a `UnitTestRewardFunction`, so that rewards are
+                on the tier scale and `tuning_min_reward=None` means `reward_r3`.
+        """
+        threshold = self.tuning_min_reward
+        if threshold is None and unit_test_rewards_only:
+            threshold = self.reward_r3
         return RRHFLossOptions(
             rank_weight=self.rank_loss_weight,
             length_normalize=self.length_normalize,
@@ -325,6 +359,8 @@ class RRHFConfig(TrainingArguments):
             priority=self.tie_priority,
             rank_margin=self.rank_margin,
             rank_on_differing_tokens=self.rank_on_differing_tokens,
+            speedup_margin=self.speedup_margin if self.rank_by_speedup else None,
+            tuning_min_reward=threshold,
         )
 
     @property

@@ -76,7 +76,9 @@ class CandidateScorer:
                 except (KeyError, ValueError, TypeError) as exc:
                     raise ValueError(f"cannot score candidates with {func.__name__}: {exc}") from exc
 
-    def finish(self, pending: PendingScores, columns: dict) -> tuple[list[float], list[list[Verdict | None] | None]]:
+    def finish(
+        self, pending: PendingScores, columns: dict
+    ) -> tuple[list[float], list[list[Verdict | None] | None]]:
         """Wait for the rewards.
 
         Returns:

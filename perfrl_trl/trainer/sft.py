@@ -56,7 +56,9 @@ class SFTResult:
     threads: int
 
 
-def with_lengths(dataset, tokenizer: PreTrainedTokenizerBase, prompt_column="prompt", target_column="target_code"):
+def with_lengths(
+    dataset, tokenizer: PreTrainedTokenizerBase, prompt_column="prompt", target_column="target_code"
+):
     """Add a ``length`` column (prompt + target tokens) so `group_by_length` batches rows of similar size."""
     if "length" in dataset.column_names:
         return dataset
@@ -70,7 +72,10 @@ def with_lengths(dataset, tokenizer: PreTrainedTokenizerBase, prompt_column="pro
 
 
 def count_unfit_targets(
-    dataset, tokenizer: PreTrainedTokenizerBase, max_completion_length: int | None, target_column="target_code"
+    dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_completion_length: int | None,
+    target_column="target_code",
 ) -> int:
     """How many targets do not fit in `max_completion_length` tokens with their EOS; warns once with the count.
 
@@ -86,13 +91,19 @@ def count_unfit_targets(
     """
     if max_completion_length is None or target_column not in dataset.column_names or len(dataset) == 0:
         return 0
-    ids = tokenizer(list(dataset[target_column]), add_special_tokens=False)["input_ids"]
+    targets = [t for t in dataset[target_column] if t is not None]  # tests-only rows have none
+    if not targets:
+        return 0
+    ids = tokenizer(targets, add_special_tokens=False)["input_ids"]
     unfit = sum(len(t) + 1 > max_completion_length for t in ids)
     if unfit:
         logger.warning(
             "%d of %d targets (%.1f%%) do not fit in max_completion_length=%d tokens with their EOS; they are "
             "cut, and the model learns not to stop on them: raise max_completion_length",
-            unfit, len(ids), 100 * unfit / len(ids), max_completion_length,
+            unfit,
+            len(ids),
+            100 * unfit / len(ids),
+            max_completion_length,
         )
     return unfit
 
@@ -170,7 +181,9 @@ def supervised_finetune(
         threads = 0
     output = trainer.train()
     losses = [
-        {"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r and "step" in r
+        {"step": r["step"], "loss": r["loss"]}
+        for r in trainer.state.log_history
+        if "loss" in r and "step" in r
     ]
     return SFTResult(
         trainer=trainer,

@@ -26,8 +26,8 @@ from ..generation import (
     sampling_config,
     tokenize_prompts,
 )
-from ..loss import SourceKind, count_best_tokens, rrhf_loss, shift_labels
-from ..metrics.arithmetic import aggregate
+from ..loss import SourceKind, count_normalisers, rrhf_loss, shift_labels
+from ..metrics.arithmetic import aggregate, best_of_k
 from ..metrics.scoring import score_programs
 from ..models import load_model_and_tokenizer, prepare_tokenizer
 from ..rewards import UnitTestRewardFunction
@@ -52,6 +52,24 @@ class GeneratedCandidate(NamedTuple):
     index: int
 
 
+def _r4_speedup(verdict) -> float | None:
+    """The speed-up speed-aware ranking compares: only an R4 verdict's, the one the timing rule vouched for."""
+    return verdict.speedup if verdict is not None and verdict.tier == Tier.R4 else None
+
+
+def beats_verdict(candidate, target, margin: float) -> bool | None:
+    """Whether a candidate's verdict beats its row's target's: both pass and the candidate ran faster by
+    ``margin`` (the rule of the evaluation's ``beats_target``). ``None`` when the target is missing or failed."""
+    if target is None or not target.passed or target.runtime is None:
+        return None
+    return bool(
+        candidate is not None
+        and candidate.passed
+        and candidate.runtime is not None
+        and candidate.runtime * margin < target.runtime
+    )
+
+
 def is_degenerate(text: str, truncated: bool, repeats: int = 4) -> bool:
     """A program that hit the token limit, or ends by repeating one line ``repeats`` times."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -69,7 +87,9 @@ class RRHFTrainer(Trainer):
         model: A model id/folder or a ``PreTrainedModel``.
         args: An :class:`RRHFConfig`.
         train_dataset: Rows with ``prompt``, ``target_code`` (when ``include_target``) and the reward's
-            columns (``tests`` and ``input_code`` for the default unit-test reward).
+            columns (``tests`` and ``input_code`` for the default unit-test reward). A row whose ``target_code``
+            is ``None`` is a tests-only row: its candidates are the generated ones alone, ranked by their tests
+            and timings. Tests-only and labelled rows mix freely.
         eval_dataset: The same shape, used for beam-search evaluation (%OPT, SP, RTR, rates).
         processing_class: The tokenizer; by default loaded from the model's folder.
         reward_funcs: One TRL-style reward callable or a list; defaults to :class:`UnitTestRewardFunction`
@@ -122,6 +142,9 @@ class RRHFTrainer(Trainer):
             reward_funcs = [reward_funcs]
         weights = args.reward_weights or [1.0] * len(reward_funcs)
         self.scorer = CandidateScorer(reward_funcs, weights, failure_value=args.reward_r2)
+        self.loss_options = args.loss_options(
+            unit_test_rewards_only=all(isinstance(f, UnitTestRewardFunction) for f in reward_funcs)
+        )
         for name, data in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             self._check_columns(name, data, args)
         if args.include_target and train_dataset is not None and hasattr(train_dataset, "column_names"):
@@ -198,13 +221,17 @@ class RRHFTrainer(Trainer):
         pending = self.scorer.start()
 
         def add(index: int, ids: list[int], text: str, source: SourceKind, truncated: bool) -> None:
-            candidates[index].append(GeneratedCandidate(ids, text, source, truncated, len(pending.completions)))
+            candidates[index].append(
+                GeneratedCandidate(ids, text, source, truncated, len(pending.completions))
+            )
             self.scorer.add(pending, [prompts[index]], [text], [index], columns)
 
-        # The targets' sandbox runs start first (and are cached after the first epoch).
+        # The targets' sandbox runs start first (and are cached after the first epoch). A tests-only row
+        # (target None) has none.
         if args.include_target:
             for i, code in enumerate(columns["target_code"]):
-                add(i, tok(code, add_special_tokens=False)["input_ids"], code, SourceKind.TARGET, False)
+                if code is not None:
+                    add(i, tok(code, add_special_tokens=False)["input_ids"], code, SourceKind.TARGET, False)
         started = time.perf_counter()
         chunk = args.generation_batch_size
         for start in range(0, len(rows), chunk):
@@ -219,6 +246,12 @@ class RRHFTrainer(Trainer):
                     for c in group:
                         add(start + offset, c.ids, c.text, source, c.truncated)
         self._metrics["train"]["timing/generate_s"].append(time.perf_counter() - started)
+        for i, group in enumerate(candidates):
+            if not group:
+                raise ValueError(
+                    f"train row {prompts[i][:60]!r}... has no target_code and the config generates no candidate "
+                    "(num_random_samples and num_greedy_samples are 0): a tests-only row needs samples"
+                )
         return {"rows": rows, "columns": columns, "candidates": candidates, "pending": pending}
 
     def _score_and_collate(self, generated: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -230,8 +263,8 @@ class RRHFTrainer(Trainer):
         rewards, verdicts = self.scorer.finish(generated["pending"], columns)
         # Sandbox work overlaps generation; what is left to wait for after it is the cost scoring adds.
         self._metrics["train"]["timing/score_wait_s"].append(time.perf_counter() - waiting)
-        # The tiers logged are those of the first unit-test reward (scorer.unit_test_reward).
-        self._log_candidates(candidates, rewards, next((v for v in verdicts if v is not None), None))
+        # Tiers and speed-ups are those of the first unit-test reward (scorer.unit_test_reward).
+        verdicts = next((v for v in verdicts if v is not None), None)
 
         examples = []
         for i, group in enumerate(candidates):
@@ -247,37 +280,69 @@ class RRHFTrainer(Trainer):
                             "reward": rewards[c.index],
                             "source": c.source,
                             "truncated": c.truncated,
+                            "speedup": _r4_speedup(verdicts[c.index] if verdicts is not None else None),
                         }
                         for c in group
                     ],
                 }
             )
-        return self.candidate_collator(examples)
+        batch = self.candidate_collator(examples)
+        self._log_candidates(candidates, rewards, verdicts, batch)
+        return batch
 
     def _log_candidates(
-        self, candidates: list[list[GeneratedCandidate]], rewards: list[float], verdicts: list | None
+        self,
+        candidates: list[list[GeneratedCandidate]],
+        rewards: list[float],
+        verdicts: list | None,
+        batch: dict[str, torch.Tensor],
     ) -> None:
-        """The paper's Fig. 2 (right): compile, pass and optimisation rates of the generated candidates.
+        """The paper's Fig. 2 (right): compile, pass and optimisation rates of the generated candidates; the
+        share of them that beat their row's target; and the share of prompts whose candidates all tie.
 
         ``verdicts`` are the unit-test reward's, by submission order (``None`` without one); a candidate whose
         scoring failed counts as R2, the tier of the reward it was given.
         """
-        generated = [c for group in candidates for c in group if c.source != SourceKind.TARGET]
-        stats = torch.zeros(6, dtype=torch.float64)
-        for c in generated:
-            verdict = verdicts[c.index] if verdicts is not None else None
-            tier = verdict.tier if verdict is not None else Tier.R2
-            stats += torch.tensor(
-                [1, tier.compiles, tier.passes, tier == Tier.R4, c.truncated, is_degenerate(c.text, c.truncated)],
-                dtype=torch.float64,
-            )
+        stats = torch.zeros(10, dtype=torch.float64)
+        for group in candidates:
+            target = next((c for c in group if c.source == SourceKind.TARGET), None)
+            target_verdict = verdicts[target.index] if target is not None and verdicts is not None else None
+            for c in group:
+                if c.source == SourceKind.TARGET:
+                    continue
+                verdict = verdicts[c.index] if verdicts is not None else None
+                tier = verdict.tier if verdict is not None else Tier.R2
+                beats = beats_verdict(verdict, target_verdict, self.args.speedup_margin)
+                stats[:8] += torch.tensor(
+                    [
+                        1,
+                        tier.compiles,
+                        tier.passes,
+                        tier == Tier.R4,
+                        c.truncated,
+                        is_degenerate(c.text, c.truncated),
+                        beats is not None,
+                        bool(beats),
+                    ],
+                    dtype=torch.float64,
+                )
+        _, with_signal = count_normalisers(
+            self._loss_labels(batch["labels"]),
+            batch["rewards"],
+            batch["sources"],
+            batch["group_ids"],
+            options=self.loss_options,
+            speedups=batch["speedups"],
+        )
+        stats[8:] = torch.tensor([len(candidates), len(candidates) - with_signal], dtype=torch.float64)
         stats = self.accelerator.reduce(stats.to(self.accelerator.device), reduction="sum").cpu()
         reward_t = self.accelerator.gather(torch.tensor(rewards, device=self.accelerator.device)).float()
         m = self._metrics["train"]
         m["reward"].append(reward_t.mean().item())
         m["reward_std"].append(reward_t.std().item() if reward_t.numel() > 1 else 0.0)
         n = max(stats[0].item(), 1.0)
-        rates = {"epoch": self.state.epoch or 0.0}
+        # The update these candidates feed (with generate_ahead they were generated one update earlier).
+        rates = {"epoch": self.state.epoch or 0.0, "step": self.state.global_step + 1}
         names = ("compile_rate", "pass_rate", "opt_rate", "truncation_rate", "degenerate_rate")
         if self.scorer.unit_test_reward is None:
             # Tiers come from the sandbox's verdicts; custom rewards alone give none to count.
@@ -287,10 +352,18 @@ class RRHFTrainer(Trainer):
                 continue
             rates[name] = stats[k].item() / n
             m[f"candidates/{name}"].append(rates[name])
+        # Only candidates of rows with a passing target count; None when the step had none (tests-only rows).
+        rates["beats_target_rate"] = stats[7].item() / stats[6].item() if stats[6] > 0 else None
+        rates["groups_without_signal"] = stats[9].item() / max(stats[8].item(), 1.0)
+        if rates["beats_target_rate"] is not None:
+            m["candidates/beats_target_rate"].append(rates["beats_target_rate"])
+        m["groups_without_signal"].append(rates["groups_without_signal"])
         # Every step's rates, whatever logging_steps is: the per-RL-step curves are built from it.
         self.candidate_log.append(rates)
 
-    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
+    def _init_training_state(
+        self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+    ):
         epochs, steps_in_epoch = super()._init_training_state(
             max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
         )
@@ -340,19 +413,18 @@ class RRHFTrainer(Trainer):
 
     def _step_normalisers(self, batches: list[dict[str, torch.Tensor]], device: torch.device):
         """The loss's normalisers for the whole accumulation step, over every process: the tokens of the best
-        candidates (the tuning loss's ``num_items_in_batch``) and the prompts (the rank loss's groups)."""
+        candidates the tuning term imitates (``num_items_in_batch``) and the prompts with a ranked pair (the rank
+        loss's groups)."""
         counts = torch.tensor(
             [
-                [
-                    count_best_tokens(
-                        self._loss_labels(b["labels"]),
-                        b["rewards"],
-                        b["sources"],
-                        b["group_ids"],
-                        priority=self.args.tie_priority,
-                    ),
-                    int(b["group_ids"].max()) + 1,
-                ]
+                count_normalisers(
+                    self._loss_labels(b["labels"]),
+                    b["rewards"],
+                    b["sources"],
+                    b["group_ids"],
+                    options=self.loss_options,
+                    speedups=b["speedups"],
+                )
                 for b in batches
             ],
             dtype=torch.long,
@@ -413,6 +485,7 @@ class RRHFTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """``L = a·L_rank + L_tuning`` over all candidates of the batch, from one forward pass."""
         rewards, sources, group_ids = inputs.pop("rewards"), inputs.pop("sources"), inputs.pop("group_ids")
+        speedups = inputs.pop("speedups", None)
         num_groups = inputs.pop("num_groups_in_batch", None)
         labels = inputs.pop("labels")
         if self.is_encoder_decoder:
@@ -429,7 +502,8 @@ class RRHFTrainer(Trainer):
             rewards,
             sources,
             group_ids,
-            options=args.loss_options,
+            options=self.loss_options,
+            speedups=speedups,
             num_items_in_batch=num_items_in_batch,
             num_groups_in_batch=num_groups,
         )
@@ -471,14 +545,25 @@ class RRHFTrainer(Trainer):
         reward = self.scorer.unit_test_reward or self._default_reward(self.args)
         # Each process judges its share of the problems; the outcomes are gathered back in dataset order.
         mine = process_share(len(dataset))
+        # With targets, each problem's target is judged alongside (cached after the first evaluation), so the
+        # held-out share of problems where the model beat its data is known at every evaluation.
+        targets = dataset["target_code"] if "target_code" in dataset.column_names else None
+        has_target = [i for i in mine if targets is not None and targets[i] is not None]
         results = score_programs(
-            [predictions[i] for i in mine],
-            [dataset[i][reward.baseline_column] for i in mine],
-            [dataset[i][reward.tests_column] for i in mine],
+            [predictions[i] for i in mine] + [[targets[i]] for i in has_target],
+            [dataset[i][reward.baseline_column] for i in [*mine, *has_target]],
+            [dataset[i][reward.tests_column] for i in [*mine, *has_target]],
             margin=self.args.speedup_margin,
             executor=reward.executor,
         )
-        results = gather_in_order(mine, results, len(dataset))
+        margin = self.args.speedup_margin
+        target_best = dict(zip(has_target, (best_of_k(r, margin) for r in results[len(mine) :])))
+        beats = [
+            best_of_k(results[k], margin).beats(target_best[i], margin) if i in target_best else None
+            for k, i in enumerate(mine)
+        ]
+        results = gather_in_order(mine, results[: len(mine)], len(dataset))
+        beats = [b for b in gather_in_order(mine, beats, len(dataset)) if b is not None]
         # Per-problem outcomes in dataset order, for paired comparisons between models.
         self.last_eval_results = results
         summary = aggregate(results, margin=self.args.speedup_margin, n_bootstrap=0)
@@ -488,6 +573,8 @@ class RRHFTrainer(Trainer):
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
         }
         metrics[f"{metric_key_prefix}_truncation_rate"] = sum(truncated) / max(len(truncated), 1)
+        if beats:
+            metrics[f"{metric_key_prefix}_beats_target_rate"] = sum(beats) / len(beats)
         self.log(metrics)
         self.model.train(was_training)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
