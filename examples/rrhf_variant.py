@@ -1,13 +1,15 @@
 """One RRHF variant against a finished `--preset compare` run: same start, same wall time, same held-out problems.
 
     accelerate launch examples/train_pie.py --preset compare        # first: writes outputs/train_pie-compare
-    python examples/rrhf_variant.py --rl_prompts 288 --rl_steps 1   # then: one variant of its RRHF stage
+    python examples/rrhf_variant.py --name lr2e-5 --rrhf_learning_rate 2e-5    # then: a variant of its RRHF
 
 The compare run's SFT-only arm is not retrained: the variant's RRHF stage gets the same wall-clock budget as
 that run's RRHF stage (which the SFT-only arm was given too), starts from the same checkpoint, and is judged on
-the same 507 held-out problems, so its per-problem outcomes pair with the saved ones (the exact McNemar test;
-the programs were judged in two sessions, so the timing side of %OPT carries that session's noise too). Every
-setting not given on the command line is the compare preset's (`train_pie.preset_defaults("compare")`).
+the same 507 held-out problems, so its per-problem outcomes pair with the saved ones (exact McNemar tests on
+pass, %OPT and beating the target, a Wilcoxon test on the speed-ups; the programs were judged in two sessions,
+so the timing side carries that session's noise too). Its RL prompts are drawn as the compare run's are
+(`train_pie.rl_split`: tests-only rows, targets withheld). Every setting not given on the command line is the
+compare preset's (`train_pie.preset_defaults("compare")`).
 Writes `<compare_dir>/variant-<name>/results.json`.
 """
 
@@ -18,7 +20,8 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 
-from train_pie import SFT_ONLY, preset_defaults  # this script's folder is on sys.path when it runs
+from accelerate import PartialState
+from train_pie import SFT_ONLY, preset_defaults, rl_eval_schedule, rl_split  # this folder is on sys.path
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
@@ -29,6 +32,7 @@ from perfrl_trl.comparison import (
     family_table_markdown,
     paired_tests,
     per_family,
+    speedup_endpoint,
 )
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.models import BUNDLED_CHECKPOINT
@@ -39,13 +43,19 @@ from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget
 @dataclass
 class VariantArguments:
     name: str = field(default="variant", metadata={"help": "Folder name of this variant under compare_dir."})
-    compare_dir: str = field(default="outputs/train_pie-compare", metadata={"help": "A finished compare run."})
+    compare_dir: str = field(
+        default="outputs/train_pie-compare", metadata={"help": "A finished compare run."}
+    )
     # Defaults below are the compare preset's (see _parse).
     n_per_family: int = field(default=0, metadata={"help": "As in the compare run."})
     max_eval: int = field(default=0, metadata={"help": "As in the compare run."})
     val_size: int = field(default=0, metadata={"help": "Validation problems for the per-step curve."})
-    rl_prompts: int = field(default=0, metadata={"help": "Prompts per RRHF step (a pass over them)."})
-    rl_steps: int = field(default=0, metadata={"help": "RRHF steps (passes over the prompts)."})
+    tests_only_fraction: float = field(
+        default=0.0, metadata={"help": "As in the compare run (train_pie.py)."}
+    )
+    rl_prompts: int = field(default=0, metadata={"help": "RL prompts (each pass goes over all of them)."})
+    rl_steps: int = field(default=0, metadata={"help": "RRHF passes over the prompts."})
+    rl_eval_points: int | None = field(default=None, metadata={"help": "Held-out points during RRHF."})
     rrhf_learning_rate: float = field(default=0.0, metadata={"help": "Learning rate of the RRHF stage."})
 
 
@@ -59,23 +69,35 @@ def main():
         SFT_ONLY, saved["rows"][SFT_ONLY], [ProblemOutcome(**o) for o in saved["outcomes"][SFT_ONLY]]
     )
 
-    data = build_benchmark(n_per_family=variant.n_per_family, seed=config.seed)
-    test = data["test"].shuffle(seed=config.seed).select(range(min(variant.max_eval, len(data["test"]))))
-    train = data["train"].shuffle(seed=config.seed).select(range(variant.rl_prompts))
-    val = data["validation"].shuffle(seed=config.seed).select(range(variant.val_size))
+    seed = (
+        config.seed if variant.data_seed is None else variant.data_seed
+    )  # the problems, as in the compare run
+    data = build_benchmark(n_per_family=variant.n_per_family, seed=seed)
+    test = data["test"].shuffle(seed=seed).select(range(min(variant.max_eval, len(data["test"]))))
+    _, _, train = rl_split(data["train"], variant.tests_only_fraction, variant.rl_prompts, seed)
+    val = data["validation"].shuffle(seed=seed).select(range(variant.val_size))
     out = os.path.join(variant.compare_dir, f"variant-{variant.name}")
+    schedule = rl_eval_schedule(
+        config, len(train), variant.rl_steps, variant.rl_eval_points, PartialState().num_processes
+    )
     rl_config = dataclasses.replace(
         config, output_dir=out, num_train_epochs=variant.rl_steps, max_steps=-1,
-        learning_rate=variant.rrhf_learning_rate, eval_strategy="epoch", lr_scheduler_type="constant",
+        learning_rate=variant.rrhf_learning_rate, lr_scheduler_type="constant", **schedule,
     )  # fmt: skip
     curve, budget = RLCurve(), WallClockBudget(seconds)
     trainer = RRHFTrainer(
-        str(BUNDLED_CHECKPOINT), args=rl_config, train_dataset=train, eval_dataset=val, callbacks=[curve, budget]
+        str(BUNDLED_CHECKPOINT),
+        args=rl_config,
+        train_dataset=train,
+        eval_dataset=val,
+        callbacks=[curve, budget],
     )
     trainer.train()
     trainer.save_model(out)
-    print(f"RRHF variant {variant.name}: {trainer.state.global_step} updates in {budget.elapsed:.0f}s "
-          f"(budget {seconds:.0f}s, the SFT-only arm's)")
+    print(
+        f"RRHF variant {variant.name}: {trainer.state.global_step} updates in {budget.elapsed:.0f}s "
+        f"(budget {seconds:.0f}s, the SFT-only arm's)"
+    )
 
     name = f"RRHF variant {variant.name}"
     evals = evaluate_models({name: out}, test, config, compare_to_target=True)
@@ -87,18 +109,30 @@ def main():
         "seconds": budget.elapsed,
         "summary": evals[name].summary,
         "paired_tests_vs_sft_only": tests,
-        "beats_target": beats_target_share(evals[name]),
+        "speedup_endpoint_vs_sft_only": speedup_endpoint(evals[name], sft_only),
+        "beats_target": {
+            "all": beats_target_share(evals[name], kinds=None),
+            "partial": beats_target_share(evals[name]),
+        },
         "per_family": per_family(evals, [SFT_ONLY, name]),
-        "rl_curve": curve.history(trainer.candidate_log, variant.rl_steps),
+        "rl_curve": curve.history(trainer.candidate_log),
         "outcomes": evals[name].to_dict()["outcomes"],
     }
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(result, fh, indent=1, default=str)
-    s = evals[name].summary
-    print(f"{name}: pass {s['percent_passed']:.1f}%, %OPT {s['percent_optimized']:.1f}% on {len(test)} problems; "
-          f"SFT only: pass {sft_only.summary['percent_passed']:.1f}%, %OPT {sft_only.summary['percent_optimized']:.1f}%")
-    print(f"exact McNemar against SFT only: pass p = {tests['pass_p']:.3g} ({tests['pass_only_a']} vs "
-          f"{tests['pass_only_b']}), %OPT p = {tests['opt_p']:.3g} ({tests['opt_only_a']} vs {tests['opt_only_b']})")
+    s, b = evals[name].summary, sft_only.summary
+    print(
+        f"{name}: pass {s['percent_passed']:.1f}%, %OPT {s['percent_optimized']:.1f}% on {len(test)} "
+        "problems; "
+        f"SFT only: pass {b['percent_passed']:.1f}%, %OPT {b['percent_optimized']:.1f}%"
+    )
+    print(
+        "exact McNemar against SFT only: "
+        + ", ".join(
+            f"{label} p = {tests[f'{key}_p']:.3g} ({tests[f'{key}_only_a']} vs {tests[f'{key}_only_b']})"
+            for label, key in (("pass", "pass"), ("%OPT", "opt"), ("faster than target", "beats"))
+        )
+    )
     print(family_table_markdown(result["per_family"]))
 
 

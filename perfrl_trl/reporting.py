@@ -16,6 +16,12 @@ COLUMNS = (
     ("compile", "percent_compiled"),
     ("pass", "percent_passed"),
 )
+# Shown only when some row has the key: most runs do not judge the dataset's targets.
+OPTIONAL_COLUMNS = (("faster than target %", "beats_target_share"),)
+# Up to this many non-zero differences without ties, the signed-rank p-value is exact (2^25 sign patterns
+# are summarised by a table of at most 326 sums, so this is cheap); beyond it the normal approximation is
+# close.
+_WILCOXON_EXACT_MAX = 25
 
 
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
@@ -41,6 +47,75 @@ def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> float:
     return min(1.0, 2 * tail)
 
 
+def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+    """Two-sided Wilcoxon signed-rank test of paired samples `x` and `y` (the same problems under two models).
+
+    Zero differences are dropped (Wilcoxon's method) and tied absolute differences share their average rank.
+    With at most 25 non-zero differences and no ties the p-value is exact, from the null distribution of the
+    statistic (every sign pattern equally likely); otherwise it is the normal approximation with the tie
+    correction of the variance and a continuity correction of 0.5.
+
+    Args:
+        x (`Sequence[float]`): One value per pair, e.g. model A's log speed-up on each problem.
+        y (`Sequence[float]`): The other member of each pair, in the same order.
+
+    Returns:
+        `dict` with ``n`` (pairs), ``n_nonzero`` (pairs with a difference), ``statistic`` (W+, the rank sum of
+        the pairs where `x` is larger), ``w_minus`` (the rank sum where `y` is larger), ``p`` (two-sided) and
+        ``method`` (``"exact"``, ``"normal"``, or ``"none"`` when every difference is zero and ``p`` is 1).
+
+    Example:
+        ```python
+        >>> r = wilcoxon_signed_rank([2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [1.0] * 6)  # x larger in all 6 pairs
+        >>> r["statistic"], r["p"], r["method"]  # 2 of the 2^6 equally likely sign patterns are this extreme
+        (21.0, 0.03125, 'exact')
+        ```
+    """
+    if len(x) != len(y):
+        raise ValueError(f"paired samples need equal lengths, got {len(x)} and {len(y)}")
+    diffs = [a - b for a, b in zip(x, y) if a != b]
+    n = len(diffs)
+    out: dict[str, Any] = {
+        "n": len(x),
+        "n_nonzero": n,
+        "statistic": 0.0,
+        "w_minus": 0.0,
+        "p": 1.0,
+        "method": "none",
+    }
+    if n == 0:
+        return out
+    order = sorted(range(n), key=lambda i: abs(diffs[i]))
+    ranks = [0.0] * n
+    tie_sizes = []
+    start = 0
+    while start < n:
+        end = start
+        while end + 1 < n and abs(diffs[order[end + 1]]) == abs(diffs[order[start]]):
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = (start + end) / 2 + 1
+        tie_sizes.append(end - start + 1)
+        start = end + 1
+    w_plus = sum(r for r, d in zip(ranks, diffs) if d > 0)
+    out.update(statistic=w_plus, w_minus=n * (n + 1) / 2 - w_plus)
+    if n <= _WILCOXON_EXACT_MAX and max(tie_sizes) == 1:
+        # counts[s]: sign patterns of ranks 1..n whose positive ranks sum to s.
+        counts = [1] + [0] * (n * (n + 1) // 2)
+        for rank in range(1, n + 1):
+            for s in range(len(counts) - 1, rank - 1, -1):
+                counts[s] += counts[s - rank]
+        w = round(w_plus)
+        tail = min(sum(counts[: w + 1]), sum(counts[w:]))
+        out.update(p=min(1.0, 2 * tail / 2**n), method="exact")
+        return out
+    mean = n * (n + 1) / 4
+    var = n * (n + 1) * (2 * n + 1) / 24 - sum(t**3 - t for t in tie_sizes) / 48
+    z = max(abs(w_plus - mean) - 0.5, 0.0) / math.sqrt(var)
+    out.update(p=min(1.0, math.erfc(z / math.sqrt(2))), method="normal")
+    return out
+
+
 def _cell(summary: dict[str, Any], key: str) -> str:
     value = summary.get(key)
     if value is None:
@@ -57,18 +132,30 @@ def markdown_table(rows: dict[str, dict[str, Any]], notes: Sequence[str] = ()) -
 
     Args:
         rows: ``{row name: summary}``, where a summary holds ``perfrl_trl.metrics.arithmetic.aggregate``'s
-            keys plus ``train_time_s``, ``energy_kj``, ``peak_w`` and ``energy_method``.
+            keys plus ``train_time_s``, ``energy_kj``, ``peak_w`` and ``energy_method``, and optionally
+            ``beats_target_share`` (percent of the problems with a passing dataset target where the model's
+            program was faster than it, with ``beats_target_share_ci``): its column appears when a row has it.
         notes: Lines printed under the table (significance, estimates).
+
+    Example:
+        ```python
+        >>> row = {"n_samples": 2, "percent_passed": 50.0, "beats_target_share": 50.0}
+        >>> markdown_table({"m": row}).splitlines()[0].split(" | ")[-5:-3]
+        ['pass', 'faster than target %']
+        ```
     """
+    columns = COLUMNS + tuple(
+        (name, key) for name, key in OPTIONAL_COLUMNS if any(s.get(key) is not None for s in rows.values())
+    )
     header = (
-        ["model", "n"] + [name for name, _ in COLUMNS] + ["train time (s)", "energy (kJ)", "peak power (W)"]
+        ["model", "n"] + [name for name, _ in columns] + ["train time (s)", "energy (kJ)", "peak power (W)"]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, s in rows.items():
         energy = s.get("energy_kj")
         method = s.get("energy_method")
         mark = "*" if method == "estimate" else ""
-        cells = [name, str(s.get("n_samples", ""))] + [_cell(s, key) for _, key in COLUMNS]
+        cells = [name, str(s.get("n_samples", ""))] + [_cell(s, key) for _, key in columns]
         cells += [
             f"{s['train_time_s']:.0f}" if s.get("train_time_s") is not None else "-",
             f"{energy:.2f}{mark}" if energy is not None else "-",
@@ -119,32 +206,60 @@ def _loss_axes(ax) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def plot_rl_curves(history: Sequence[dict[str, float]], path: str, title: str = "PerfRL: RRHF steps") -> str:
-    """The paper's Fig. 2: pass and optimisation rates per RL step, as a PNG.
+def plot_rl_curves(
+    history: Sequence[dict[str, float]], path: str, title: str = "PerfRL: RRHF", x_label: str | None = None
+) -> str:
+    """The paper's Fig. 2: pass and optimisation rates along RL training, as a PNG.
 
     Args:
-        history: One dict per RL step with ``step`` and any of ``pass_rate``, ``opt_rate``, ``compile_rate``
-            (fractions of the generated candidates) and ``eval_compile_rate``/``eval_pass_rate``/``eval_opt_rate``
-            (held-out).
+        history: One dict per point with ``step`` and any of ``pass_rate``, ``opt_rate``, ``compile_rate``,
+            ``beats_target_rate`` (fractions of the generated candidates; the last of those counted over rows
+            with a target) and ``eval_compile_rate``/``eval_pass_rate``/``eval_opt_rate``/
+            ``eval_beats_target_rate`` (held-out). A missing or `None` rate leaves no point.
         path: Where to write the PNG.
+        title: The figure's title.
+        x_label: The x axis' label. `None`: "RL update" when the points carry ``epoch`` (the per-update
+            history of `perfrl_trl.trainer.callbacks.RLCurve`), else "RL step (one regeneration pass)".
+
+    Example:
+        ```python
+        >>> start = {"step": 0, "epoch": 0.0, "eval_pass_rate": 0.5}
+        >>> history = [start, {"step": 1, "epoch": 0.0, "pass_rate": 0.4}]
+        >>> plot_rl_curves(history, "/tmp/rl_curves.png")  # doctest: +SKIP
+        '/tmp/rl_curves.png'
+        ```
     """
+    from matplotlib.ticker import MaxNLocator
+
     steps = [h["step"] for h in history]
     styles = {
         "compile_rate": ("compile (candidates)", "C2", ":"),
         "pass_rate": ("pass (candidates)", "C0", "-"),
         "opt_rate": ("optimised (candidates)", "C1", "-"),
+        "beats_target_rate": ("faster than target (candidates)", "C3", "-"),
         "eval_compile_rate": ("compile (held-out)", "C2", "-."),
         "eval_pass_rate": ("pass (held-out)", "C0", "--"),
         "eval_opt_rate": ("%OPT (held-out)", "C1", "--"),
+        "eval_beats_target_rate": ("faster than target (held-out)", "C3", "--"),
     }
+    if x_label is None:
+        per_update = any("epoch" in h for h in history)
+        x_label = "RL update (optimizer step)" if per_update else "RL step (one regeneration pass)"
+    # Per-update candidate rates can be dozens of points: smaller markers, fewer ticks.
+    dense = len(steps) > 12
     with _figure(path) as ax:
         for key, (label, color, style) in styles.items():
             points = [(s, 100 * h[key]) for s, h in zip(steps, history) if h.get(key) is not None]
             if points:
-                ax.plot(*zip(*points), style, color=color, marker="o", label=label)
+                ax.plot(
+                    *zip(*points), style, color=color, marker="o", markersize=3 if dense else 6, label=label
+                )
         ax.set_ylim(-3, 103)
-        ax.set_xticks(steps)
-        ax.set_xlabel("RL step (one regeneration pass)")
+        if dense:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.set_xticks(steps)
+        ax.set_xlabel(x_label)
         ax.set_ylabel("rate (%)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -187,10 +302,19 @@ def plot_pretrain_curve(
     """
     with _figure(path) as ax:
         if losses:
-            ax.plot([p["step"] for p in losses], [p["loss"] for p in losses], color="C7", linewidth=1, label="loss")
+            ax.plot(
+                [p["step"] for p in losses],
+                [p["loss"] for p in losses],
+                color="C7",
+                linewidth=1,
+                label="loss",
+            )
         _loss_axes(ax)
         right = ax.twinx()
-        for key, label, color in (("pass_rate", "pass (held-out)", "C0"), ("compile_rate", "compile (held-out)", "C2")):
+        for key, label, color in (
+            ("pass_rate", "pass (held-out)", "C0"),
+            ("compile_rate", "compile (held-out)", "C2"),
+        ):
             pts = [(p["step"], 100 * p[key]) for p in points if p.get(key) is not None]
             if pts:
                 right.plot(*zip(*pts), "o-", color=color, label=label)

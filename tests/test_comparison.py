@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from datasets import Dataset
 
 from perfrl_trl.comparison import (
     TARGET,
+    ModelEvaluation,
+    ProblemOutcome,
     beats_target_share,
     evaluate_models,
     family_table_markdown,
     paired_tests,
     per_family,
+    speedup_endpoint,
 )
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.models import create_pretrained
@@ -20,7 +25,9 @@ from perfrl_trl.trainer import RRHFConfig
 
 @pytest.fixture(scope="module")
 def problems():
-    test = build_benchmark(n_per_family=10, families=["sum_formula", "membership_set"], heldout_families=())["test"]
+    test = build_benchmark(n_per_family=10, families=["sum_formula", "membership_set"], heldout_families=())[
+        "test"
+    ]
     return test
 
 
@@ -28,8 +35,13 @@ def test_models_and_target_are_judged_on_the_same_problems(problems, tmp_path):
     a = create_pretrained("t5", "tiny", tmp_path / "a", seed=0)
     b = create_pretrained("t5", "tiny", tmp_path / "b", seed=1)
     config = RRHFConfig(
-        str(tmp_path / "out"), report_to="none", max_completion_length=24, max_prompt_length=160,
-        eval_num_beams=2, eval_num_return_sequences=2, use_cpu=True,
+        str(tmp_path / "out"),
+        report_to="none",
+        max_completion_length=24,
+        max_prompt_length=160,
+        eval_num_beams=2,
+        eval_num_return_sequences=2,
+        use_cpu=True,
     )
     evals = evaluate_models({"a": a, "b": b}, problems, config, n_bootstrap=0)
     assert list(evals) == ["a", "b", TARGET]
@@ -71,8 +83,12 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(ValueError, match="input_code"):
         evaluate_models({"m": str(tmp_path)}, rows, config)
     with pytest.raises(ValueError, match="empty"):
-        evaluate_models({"m": str(tmp_path)}, rows.add_column("input_code", ["x"]).select([]), config,
-                        compare_to_target=False)
+        evaluate_models(
+            {"m": str(tmp_path)},
+            rows.add_column("input_code", ["x"]).select([]),
+            config,
+            compare_to_target=False,
+        )
 
 
 def test_the_trainer_and_evaluate_models_decode_the_same_programs(problems, tmp_path, monkeypatch):
@@ -85,10 +101,18 @@ def test_the_trainer_and_evaluate_models_decode_the_same_programs(problems, tmp_
     path = create_pretrained("t5", "tiny", tmp_path / "m", seed=3)
     rows = problems  # two problems
     common = dict(
-        report_to="none", max_completion_length=12, max_prompt_length=160, eval_num_beams=2,
-        eval_num_return_sequences=2, per_device_train_batch_size=2, use_cpu=True, execution_n_trials=3,
+        report_to="none",
+        max_completion_length=12,
+        max_prompt_length=160,
+        eval_num_beams=2,
+        eval_num_return_sequences=2,
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        execution_n_trials=3,
     )
-    free, _ = RRHFTrainer(str(path), args=RRHFConfig(str(tmp_path / "free"), **common)).generate_programs(rows)
+    free, _ = RRHFTrainer(str(path), args=RRHFConfig(str(tmp_path / "free"), **common)).generate_programs(
+        rows
+    )
     # Forbid the first token the model writes unconstrained: the programs change only if the kwargs are applied.
     banned = load_tokenizer(str(path))(free[0][0], add_special_tokens=False).input_ids[0]
     config = RRHFConfig(str(tmp_path / "out"), generation_kwargs={"bad_words_ids": [[banned]]}, **common)
@@ -108,6 +132,75 @@ def test_the_trainer_and_evaluate_models_decode_the_same_programs(problems, tmp_
     recording(comparison, "comparison")
     RRHFTrainer(str(path), args=config, eval_dataset=rows).evaluate()
     evaluate_models({"m": str(path)}, rows, config, compare_to_target=False, n_bootstrap=0)
-    assert judged["trainer"] == judged["comparison"]
-    assert len(judged["trainer"]) == len(rows) and all(len(p) == 2 for p in judged["trainer"])
-    assert judged["trainer"] != free  # the generation_kwargs were applied
+    # The trainer's evaluation judges each row's target after the model's programs (for eval_beats_target_rate).
+    programs, targets = judged["trainer"][: len(rows)], judged["trainer"][len(rows) :]
+    assert targets == [[t] for t in rows["target_code"]]
+    assert programs == judged["comparison"]
+    assert all(len(p) == 2 for p in programs)
+    assert programs != free  # the generation_kwargs were applied
+
+
+def _evaluation(name, rows):
+    """A model's outcomes, neither generated nor judged: (target_kind, passed, speedup, beats_target) each."""
+    outcomes = []
+    for i, (kind, passed, speedup, beats) in enumerate(rows):
+        optimized = bool(passed and speedup and speedup >= 1.1)
+        outcomes.append(ProblemOutcome(str(i), "fam", kind, True, passed, optimized, speedup, beats, False))
+    return ModelEvaluation(name, {}, outcomes)
+
+
+def test_paired_tests_compare_beating_the_target_where_both_were_judged():
+    a = _evaluation("a", [
+        *[("partial", True, 3.0, True)] * 4,  # a beats a partly optimised target, b does not
+        ("marginal", True, 2.0, False),  # b beats it, a does not
+        *[("optimal", True, 2.0, True)] * 2,  # optimal targets beaten (timing noise): in beats, not partial
+        ("partial", True, 3.0, True),  # b's target verdict is missing: in neither test
+        *[("partial", False, None, False)] * 3,  # neither beats: concordant
+    ])  # fmt: skip
+    b = _evaluation("b", [
+        *[("partial", True, 1.0, False)] * 4,
+        ("marginal", True, 3.0, True),
+        *[("optimal", True, 1.0, False)] * 2,
+        ("partial", False, None, None),
+        *[("partial", False, None, False)] * 3,
+    ])  # fmt: skip
+    tests = paired_tests(a, b)
+    assert (tests["beats_only_a"], tests["beats_only_b"]) == (6, 1)
+    assert tests["beats_p"] == pytest.approx(2 * (1 + 7) / 2**7)  # two-sided binomial tail of 1 in 7
+    assert (tests["beats_partial_only_a"], tests["beats_partial_only_b"]) == (4, 1)
+    assert tests["beats_partial_p"] == pytest.approx(2 * (1 + 5) / 2**5)
+    assert (tests["pass_only_a"], tests["pass_only_b"]) == (1, 0)  # the problem b failed
+    assert beats_target_share(a) == {
+        "n": 9,
+        "beats": 5,
+        "share": 5 / 9,
+    }  # partial and marginal with a verdict
+    assert beats_target_share(a, kinds=None) == {"n": 11, "beats": 7, "share": 7 / 11}
+
+
+def test_speedup_endpoint_counts_a_failure_as_the_slow_program():
+    # a: 4x, a failure, and a passing program slower than the input; b: 2x, 1.5x, a failure.
+    a = _evaluation(
+        "a", [("partial", True, 4.0, None), ("partial", False, None, None), ("partial", True, 0.5, None)]
+    )
+    b = _evaluation(
+        "b", [("partial", True, 2.0, None), ("partial", True, 1.5, None), ("partial", False, None, None)]
+    )
+    end = speedup_endpoint(a, b)
+    assert end["geomean_speedup_a"] == pytest.approx((4 * 1 * 0.5) ** (1 / 3))
+    assert end["geomean_speedup_b"] == pytest.approx((2 * 1.5 * 1) ** (1 / 3))
+    assert end["mean_log_speedup_a"] == pytest.approx(math.log(2) / 3)
+    assert (end["a_faster"], end["a_slower"], end["n"], end["n_differing"]) == (1, 2, 3, 3)
+    # |log differences|: log 2 (a faster), log 1.5 and log 2 (a slower): ranks 2.5, 1, 2.5, W+ = 2.5.
+    assert end["wilcoxon_statistic"] == 2.5
+
+    # A model faster on every one of 12 problems: the exact test's smallest p, 2 / 2^12.
+    faster = _evaluation("f", [("partial", True, 2.0 + i / 10, None) for i in range(12)])
+    slower = _evaluation("s", [("partial", i % 2 == 0, 1.2 if i % 2 == 0 else None, None) for i in range(12)])
+    end = speedup_endpoint(faster, slower)
+    assert end["a_faster"] == 12 and end["wilcoxon_method"] == "exact"
+    assert end["wilcoxon_p"] == pytest.approx(2 / 2**12)
+    assert end["geomean_speedup_a"] > 2 > 1 < end["geomean_speedup_b"] < 1.2
+    assert speedup_endpoint(faster, faster)["wilcoxon_p"] == 1.0
+    with pytest.raises(ValueError, match="same problems"):
+        speedup_endpoint(faster, _evaluation("short", [("partial", True, 2.0, None)]))

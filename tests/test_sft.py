@@ -17,13 +17,23 @@ from perfrl_trl.trainer.sft import count_unfit_targets, length_grouped, supervis
 
 @pytest.fixture(scope="module")
 def train():
-    return build_benchmark(n_per_family=10, families=["sum_formula", "string_concat"], heldout_families=())["train"]
+    return build_benchmark(n_per_family=10, families=["sum_formula", "string_concat"], heldout_families=())[
+        "train"
+    ]
 
 
 def _args(tmp_path, **kw):
     return TrainingArguments(
-        str(tmp_path), report_to="none", remove_unused_columns=False, per_device_train_batch_size=4,
-        learning_rate=3e-3, logging_steps=1, save_strategy="no", use_cpu=True, disable_tqdm=True, **kw
+        str(tmp_path),
+        report_to="none",
+        remove_unused_columns=False,
+        per_device_train_batch_size=4,
+        learning_rate=3e-3,
+        logging_steps=1,
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        **kw,
     )
 
 
@@ -53,7 +63,9 @@ def test_sft_rejects_bad_input(train, tmp_path):
     tok = load_tokenizer()
     model = build_model("t5", "tiny", tok)
     with pytest.raises(ValueError, match="target_code"):
-        supervised_finetune(model, tok, train.remove_columns("target_code"), _args(tmp_path, max_steps=1), 64, 64)
+        supervised_finetune(
+            model, tok, train.remove_columns("target_code"), _args(tmp_path, max_steps=1), 64, 64
+        )
     bad = TrainingArguments(str(tmp_path), report_to="none", max_steps=1)  # remove_unused_columns=True
     with pytest.raises(ValueError, match="remove_unused_columns"):
         supervised_finetune(model, tok, train, bad, 64, 64)
@@ -71,19 +83,36 @@ def test_unfit_targets_are_counted_and_warned(train, caplog):
     assert unfit >= 1 and f"{unfit} of {len(train)} targets" in caplog.text
 
 
-def test_rl_curve_joins_candidate_rates_and_held_out_points():
+def test_rl_curve_is_per_update_and_joins_candidate_rates_with_held_out_points():
     curve = RLCurve()
     state, control = TrainerState(), TrainerControl()
-    for epoch, passed in ((0.0, 10.0), (1.0, 20.0), (2.0, 40.0)):
-        state.epoch = epoch
-        curve.on_evaluate(None, state, control, metrics={"eval_percent_passed": passed, "eval_percent_compiled": 90.0})
+    # Step 0 before training, then evaluations after updates 2 and 3 (the last); epochs count passes.
+    for step, epoch, passed, beats in ((0, 0.0, 10.0, 0.0), (2, 0.5, 20.0, 0.25), (3, 0.75, 40.0, 0.5)):
+        state.global_step, state.epoch = step, epoch
+        metrics = {
+            "eval_percent_passed": passed,
+            "eval_percent_compiled": 90.0,
+            "eval_beats_target_rate": beats,
+        }
+        curve.on_evaluate(None, state, control, metrics=metrics)
     log = [
-        {"epoch": 0.0, "pass_rate": 0.1, "compile_rate": 1.0},
-        {"epoch": 0.5, "pass_rate": 0.3, "compile_rate": 1.0},
-        {"epoch": 1.5, "pass_rate": 0.5, "compile_rate": 0.5},
+        {"epoch": 0.0, "step": 1, "pass_rate": 0.1, "beats_target_rate": None, "groups_without_signal": 1.0},
+        # Two entries feed update 2 (gradient accumulation): their mean; a None rate is left out of it.
+        {"epoch": 0.25, "step": 2, "pass_rate": 0.3, "beats_target_rate": 0.2, "groups_without_signal": 0.5},
+        {"epoch": 0.25, "step": 2, "pass_rate": 0.5, "beats_target_rate": None, "groups_without_signal": 0.0},
+        {"epoch": 0.5, "step": 3, "pass_rate": 0.7, "compile_rate": 1.0},
     ]
-    history = curve.history(log, rl_steps=2)
-    assert [h["step"] for h in history] == [0, 1, 2]
-    assert history[0]["eval_pass_rate"] == pytest.approx(0.1)
-    assert history[1]["pass_rate"] == pytest.approx(0.2) and history[1]["eval_pass_rate"] == pytest.approx(0.2)
-    assert history[2]["compile_rate"] == pytest.approx(0.5) and history[2]["eval_pass_rate"] == pytest.approx(0.4)
+    history = curve.history(log)
+    assert [h["step"] for h in history] == [0, 1, 2, 3]
+    assert history[0] == {"step": 0, "epoch": 0.0, "eval_pass_rate": 0.1, "eval_compile_rate": 0.9,
+                          "eval_beats_target_rate": 0.0}  # fmt: skip
+    assert "eval_pass_rate" not in history[1] and history[1]["beats_target_rate"] is None
+    assert history[2]["pass_rate"] == pytest.approx(0.4) and history[2]["beats_target_rate"] == pytest.approx(
+        0.2
+    )
+    assert history[2]["groups_without_signal"] == pytest.approx(0.25)
+    assert history[2]["eval_pass_rate"] == pytest.approx(0.2) and history[2]["eval_beats_target_rate"] == 0.25
+    assert history[3]["pass_rate"] == pytest.approx(0.7) and history[3]["eval_pass_rate"] == pytest.approx(
+        0.4
+    )
+    assert [h["epoch"] for h in history] == [0.0, 0.0, 0.25, 0.5]  # when each update's candidates were made

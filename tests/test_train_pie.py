@@ -15,15 +15,35 @@ from PIL import Image
 from perfrl_trl.models import load_model_and_tokenizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_pie.py"
-TINY = ["--preset", "tiny", "--sft_steps", "10", "--rl_steps", "1", "--rl_prompts", "4", "--max_eval", "3",
-        "--disable_tqdm", "true"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--sft_steps",
+    "10",
+    "--rl_steps",
+    "1",
+    "--rl_prompts",
+    "4",
+    "--max_eval",
+    "3",
+    "--disable_tqdm",
+    "true",
+]
+RRHF = "SFT + RRHF (4 tests-only prompts, 1 pass)"  # the tiny preset splits train like the compare preset
 
 
 def _launch(out: Path, *launch_args: str, extra=(), script=SCRIPT, args=TINY) -> subprocess.CompletedProcess:
     """Run a recipe as its docs say (`accelerate launch`, or plain python without accelerate) into `out`."""
     accelerate = shutil.which("accelerate")
     launcher = [accelerate, "launch", *launch_args, "--mixed_precision", "no", "--dynamo_backend", "no"]
-    cmd = [*(launcher if accelerate else [sys.executable]), str(script), *args, "--output_dir", str(out), *extra]
+    cmd = [
+        *(launcher if accelerate else [sys.executable]),
+        str(script),
+        *args,
+        "--output_dir",
+        str(out),
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -37,30 +57,48 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
 
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
-    assert list(rows) == ["SFT (stage 1)", "SFT only (same compute)", "SFT + RRHF (1 steps)", "dataset target"]
+    assert list(rows) == ["SFT (stage 1)", "SFT only (same compute)", RRHF, "dataset target"]
     for row in rows.values():
-        for key in ("percent_optimized", "speedup", "runtime_reduction", "percent_compiled", "percent_passed"):
+        for key in (
+            "percent_optimized",
+            "speedup",
+            "runtime_reduction",
+            "percent_compiled",
+            "percent_passed",
+        ):
             assert key in row and f"{key}_ci" in row
         assert row["n_samples"] == 3
     assert rows["dataset target"]["percent_passed"] == 100  # the judge accepts the dataset's own programs
-    assert rows["SFT + RRHF (1 steps)"]["energy_kj"] > 0
+    assert rows[RRHF]["energy_kj"] > 0
+    # Every target passed, so each model has a faster-than-target share over all 3 problems.
+    assert all(0 <= rows[name]["beats_target_share"] <= 100 for name in rows if name != "dataset target")
+    assert results["beats_target"][RRHF]["all"]["n"] == 3
     table = (out / "results.md").read_text()
-    assert "| SFT + RRHF (1 steps) | 3 |" in table and "McNemar" in table and "same wall-clock time" in table
+    assert f"| {RRHF} | 3 |" in table and "McNemar" in table and "same wall-clock time" in table
+    assert (
+        "faster than target %" in table and "Wilcoxon signed-rank p" in table and "tests-only rows" in table
+    )
     assert "## Per family" in table
     assert table.strip() in proc.stdout  # printed at the end
 
+    data = results["data"]
+    assert data["labelled"] + data["tests_only"] == data["train"] and data["rl_prompts"] == 4
     # Paired outcomes per problem, in the same order for every model.
     ids = [o["problem_id"] for o in results["outcomes"]["SFT only (same compute)"]]
-    assert len(ids) == 3 and ids == [o["problem_id"] for o in results["outcomes"]["SFT + RRHF (1 steps)"]]
-    assert {"pass_p", "opt_p"} <= set(results["paired_tests"])
+    assert len(ids) == 3 and ids == [o["problem_id"] for o in results["outcomes"][RRHF]]
+    assert {"pass_p", "opt_p", "beats_p", "beats_partial_p", "beats_only_a"} <= set(results["paired_tests"])
+    assert results["speedup_endpoint"]["n"] == 3 and 0 < results["speedup_endpoint"]["wilcoxon_p"] <= 1
 
     for png in ("rl_curves.png", "sft_loss.png"):
         with Image.open(out / png) as img:
             assert img.size[0] > 300 and img.size[1] > 200
     curve = results["rl_curve"]
-    assert [h["step"] for h in curve] == [0, 1]  # the start model, then each RL step
-    assert {"eval_pass_rate", "eval_compile_rate"} <= set(curve[0])
-    assert {"pass_rate", "truncation_rate", "degenerate_rate", "eval_pass_rate"} <= set(curve[1])
+    # Per update: the start model, then 4 prompts / batches of 2 = 2 updates, evaluated after the pass.
+    assert [h["step"] for h in curve] == [0, 1, 2]
+    assert {"eval_pass_rate", "eval_compile_rate", "eval_beats_target_rate"} <= set(curve[0])
+    assert {"pass_rate", "truncation_rate", "degenerate_rate", "groups_without_signal"} <= set(curve[1])
+    assert "eval_pass_rate" not in curve[1] and "eval_pass_rate" in curve[2]
+    assert curve[1]["beats_target_rate"] is None  # tests-only prompts: no target to beat
     assert results["sft_loss"] and all(h["loss"] > 0 for h in results["sft_loss"])
 
     assert (out / "final_model" / "model.safetensors").is_file()
@@ -73,12 +111,19 @@ def test_train_pie_with_two_processes_writes_once_and_does_not_hang(tmp_path):
     """Two CPU processes (gloo): one results file, written by the main process, and both ranks finish."""
     out = tmp_path / "run"
     proc = _launch(
-        out, "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", "29531",
+        out,
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        "29531",
         extra=["--use_cpu", "true", "--val_size", "2"],
     )
     assert proc.stdout.count("| model | n |") == 1  # the table is printed by one rank only
     results = json.loads((out / "results.json").read_text())
-    assert results["rows"]["SFT + RRHF (1 steps)"]["n_samples"] == 3  # both ranks' halves gathered
+    assert results["rows"][RRHF]["n_samples"] == 3  # both ranks' halves gathered
     assert (out / "final_model" / "model.safetensors").is_file()
 
 
@@ -87,9 +132,9 @@ def test_rrhf_variant_takes_every_setting_of_the_compare_preset_but_its_own(monk
     import rrhf_variant
     from train_pie import preset_defaults
 
-    monkeypatch.setattr(sys, "argv", ["rrhf_variant.py", "--rl_prompts", "288", "--rl_steps", "1"])
+    monkeypatch.setattr(sys, "argv", ["rrhf_variant.py", "--rl_prompts", "288", "--rl_steps", "2"])
     variant, config = rrhf_variant._parse()
-    assert (variant.rl_prompts, variant.rl_steps) == (288, 1)  # given on the command line
+    assert (variant.rl_prompts, variant.rl_steps) == (288, 2)  # given on the command line
     compare = preset_defaults("compare")
     checked = 0
     for key, value in compare.items():
@@ -100,3 +145,56 @@ def test_rrhf_variant_takes_every_setting_of_the_compare_preset_but_its_own(monk
         assert getattr(holder, key) == expected, key
         checked += 1
     assert checked >= 10, checked
+
+
+def _parse_train_pie(monkeypatch, tmp_path, *args):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import train_pie
+
+    monkeypatch.setattr(sys, "argv", ["train_pie.py", *args, "--output_dir", str(tmp_path)])
+    return train_pie, *train_pie.parse_args()
+
+
+def test_tiny_preset_rl_prompts_are_tests_only_rows_disjoint_from_the_labelled_ones(monkeypatch, tmp_path):
+    train_pie, script, config, _ = _parse_train_pie(monkeypatch, tmp_path, "--preset", "tiny")
+    assert script.tests_only_fraction == 0.5
+    labelled, rl_train, _, _, sizes = train_pie.held_out_splits(script, config)
+    assert (
+        len(labelled) == sizes["labelled"] > 0 and sizes["labelled"] + sizes["tests_only"] == sizes["train"]
+    )
+    assert len(rl_train) == min(script.rl_prompts, sizes["tests_only"]) == 6
+    assert list(rl_train["target_code"]) == [None] * 6  # tests-only: the trainer never sees a target
+    assert not set(rl_train["problem_id"]) & set(labelled["problem_id"])
+    assert len(set(rl_train["prompt"])) == 6  # no prompt twice
+    assert {"prompt", "input_code", "tests"} <= set(rl_train.column_names)
+    assert all(t is not None for t in labelled["target_code"])  # SFT's rows keep theirs
+
+    # Without the split: RL prompts come from all of train, with their targets, and SFT sees all of train.
+    train_pie, script, config, _ = _parse_train_pie(
+        monkeypatch, tmp_path, "--preset", "tiny", "--tests_only_fraction", "0"
+    )
+    labelled, rl_train, _, _, sizes = train_pie.held_out_splits(script, config)
+    assert sizes["tests_only"] == 0 and len(labelled) == sizes["train"]
+    assert all(t is not None for t in rl_train["target_code"])
+    assert set(rl_train["problem_id"]) <= set(labelled["problem_id"])
+
+
+def test_presets_split_compare_and_default_alike_and_schedule_about_four_held_out_points(
+    monkeypatch, tmp_path
+):
+    train_pie, script, config, _ = _parse_train_pie(monkeypatch, tmp_path, "--preset", "compare")
+    assert (script.tests_only_fraction, script.rl_steps, script.rl_prompts) == (0.5, 1, 512)
+    assert (config.num_random_samples, config.num_greedy_samples, config.generate_ahead) == (4, 1, True)
+    # 512 prompts in batches of 8: 64 updates, evaluated every 16 (4 points besides step 0).
+    assert train_pie.rl_eval_schedule(config, 512, 1, script.rl_eval_points, 1) == {
+        "eval_strategy": "steps", "eval_steps": 16
+    }  # fmt: skip
+    assert train_pie.rl_eval_schedule(config, 30 * 8, 1, 4, 1)["eval_steps"] == 8  # 30 updates: 8, 16, 24, 30
+    assert train_pie.rl_eval_schedule(config, 512, 2, None, 1) == {"eval_strategy": "epoch"}
+    default = train_pie.preset_defaults("default")
+    compare = train_pie.preset_defaults("compare")
+    different = {k for k in compare if compare[k] != default.get(k)}
+    assert different == {"output_dir", "n_per_family", "rl_prompts", "max_eval", "val_size"}
+    assert default["generation_batch_size"] == 16 and default["rl_prompts"] == 32
+    with pytest.raises(ValueError, match="tests_only_fraction"):
+        _parse_train_pie(monkeypatch, tmp_path, "--tests_only_fraction", "1")

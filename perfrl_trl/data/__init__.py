@@ -1,4 +1,5 @@
-"""Datasets: the PIE loader (real slow/fast pairs), the bundled benchmark generator and their shared columns.
+"""Datasets: the PIE loader (real slow/fast pairs), the bundled benchmark generator, their shared columns and
+splitting rows by problem.
 
 The loaders import `datasets` on first use, so that `perfrl_trl.data.columns` (the prompt format, used by
 inference) stays cheap to import.
@@ -13,10 +14,12 @@ from .._lazy import lazy_attributes
 if TYPE_CHECKING:
     from .benchmark import FAMILIES, build_benchmark, generate_problems
     from .pie import DataError, FilterReport, filter_executable, load_pie
+    from .splits import hash_split_by_problem, problem_unit
 
 _LAZY = {
     **dict.fromkeys(("FAMILIES", "build_benchmark", "generate_problems"), ".benchmark"),
     **dict.fromkeys(("DataError", "FilterReport", "filter_executable", "load_pie"), ".pie"),
+    **dict.fromkeys(("problem_unit", "hash_split_by_problem"), ".splits"),
 }
 
 __all__ = [
@@ -26,7 +29,9 @@ __all__ = [
     "build_benchmark",
     "filter_executable",
     "generate_problems",
+    "hash_split_by_problem",
     "load_pie",
+    "problem_unit",
 ]
 
 

@@ -2,8 +2,9 @@
 
 - [`WallClockBudget`]: stops training once a wall-clock budget is spent, at the same optimizer step on every
   rank (the decision is reduced across ranks).
-- [`RLCurve`]: records the held-out rates after each RL step and joins them with the trainer's per-step
-  candidate rates into the paper's Fig. 2 curve (see `perfrl_trl.reporting.plot_rl_curves`).
+- [`RLCurve`]: records the held-out rates of each evaluation by optimizer update and joins them with the
+  trainer's per-update candidate rates into the paper's Fig. 2 curve (see
+  `perfrl_trl.reporting.plot_rl_curves`).
 """
 
 from __future__ import annotations
@@ -62,26 +63,39 @@ class WallClockBudget(TrainerCallback):
 
 
 class RLCurve(TrainerCallback):
-    """The per-RL-step curve of Fig. 2: rates of the candidates generated during each step (an epoch over the
-    RL prompts), and the held-out rates measured after it.
+    """The per-update curve of Fig. 2: rates of the candidates that fed each optimizer update, and the
+    held-out rates measured during training.
 
-    Add it to an [`RRHFTrainer`] that evaluates each epoch; call `trainer.evaluate()` once before training to
-    record step 0 (the starting checkpoint). [`history`] then joins both with the trainer's `candidate_log`.
+    Evaluation points are keyed by `state.global_step`, so step 0 is an evaluation before training (call
+    `trainer.evaluate()` once before `trainer.train()` to record the starting checkpoint) and step k the
+    evaluation after the k-th update (with `eval_strategy="steps"`, transformers also evaluates after the last
+    update, so the curve ends at the trained model). [`history`] joins the points with the trainer's
+    `candidate_log` (one entry per update, keyed by its `step`).
 
     Example:
         ```python
         >>> curve = RLCurve()  # RRHFTrainer(..., callbacks=[curve]); trainer.evaluate(); trainer.train()
-        >>> curve.history([], rl_steps=0)
-        []
+        >>> point = curve.history([{"epoch": 0.0, "step": 1, "pass_rate": 0.5}])[0]
+        >>> point["step"], point["pass_rate"], point["beats_target_rate"]
+        (1, 0.5, None)
         ```
     """
 
-    RATES: ClassVar[tuple[str, ...]] = ("compile_rate", "pass_rate", "opt_rate", "truncation_rate", "degenerate_rate")
+    RATES: ClassVar[tuple[str, ...]] = (
+        "compile_rate",
+        "pass_rate",
+        "opt_rate",
+        "truncation_rate",
+        "degenerate_rate",
+        "beats_target_rate",
+        "groups_without_signal",
+    )
     EVAL: ClassVar[dict[str, str]] = {
         "eval_percent_passed": "eval_pass_rate",
         "eval_percent_optimized": "eval_opt_rate",
         "eval_percent_compiled": "eval_compile_rate",
         "eval_truncation_rate": "eval_truncation_rate",
+        "eval_beats_target_rate": "eval_beats_target_rate",
     }
 
     def __init__(self):
@@ -90,24 +104,41 @@ class RLCurve(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not metrics or "eval_percent_passed" not in metrics:
             return
-        step = round(state.epoch or 0.0)
-        point = {}
+        point = {"epoch": state.epoch or 0.0}
         for key, name in self.EVAL.items():
             if key in metrics:
                 point[name] = metrics[key] / 100 if key.startswith("eval_percent") else metrics[key]
-        self.points[step] = point
+        self.points[state.global_step] = point
 
-    def history(self, candidate_log: list[dict[str, float]], rl_steps: int) -> list[dict]:
-        """Step 0 (when evaluated) and steps 1..`rl_steps`: candidate rates (means over the step's batches)
-        and held-out rates."""
-        out = [{"step": 0, **self.points[0]}] if 0 in self.points else []
-        for step in range(1, rl_steps + 1):
-            # A step's candidates are made while the epoch counter is in [step - 1, step).
-            logs = [r for r in candidate_log if step - 1 <= r.get("epoch", 0.0) < step]
-            point: dict = {"step": step}
-            for key in self.RATES:
-                values = [r[key] for r in logs if key in r]
-                point[key] = sum(values) / len(values) if values else None
-            point.update(self.points.get(step, {}))
+    def history(self, candidate_log: list[dict[str, float]]) -> list[dict]:
+        """One point per update that has candidates or an evaluation, in update order.
+
+        A point holds ``step``; ``epoch``, the trainer's epoch counter when the update's candidates were made
+        (at the evaluation for a point without candidates, such as step 0); the candidate rates of `RATES` (a
+        mean over the update's entries when gradient accumulation logs several, `None` when none has the
+        rate); and the held-out rates of an evaluation right after the update. Step 0, when evaluated, is the
+        model before training.
+
+        Args:
+            candidate_log: `RRHFTrainer.candidate_log`: dicts with ``step`` (the 1-based update they fed),
+                ``epoch`` and rates.
+        """
+        by_step: dict[int, list[dict]] = {}
+        for entry in candidate_log:
+            by_step.setdefault(int(entry["step"]), []).append(entry)
+        out = []
+        for step in sorted(set(by_step) | set(self.points)):
+            logs = by_step.get(step, [])
+            evaluated = dict(self.points.get(step, {}))
+            eval_epoch = evaluated.pop("epoch", None)
+            point: dict = {
+                "step": step,
+                "epoch": min(r.get("epoch", 0.0) for r in logs) if logs else eval_epoch,
+            }
+            if logs:
+                for key in self.RATES:
+                    values = [r[key] for r in logs if r.get(key) is not None]
+                    point[key] = sum(values) / len(values) if values else None
+            point.update(evaluated)
             out.append(point)
         return out
