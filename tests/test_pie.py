@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from perfrl_trl.data import DataError, FilterReport, filter_executable, load_pie
-from perfrl_trl.data.pie import split_by_problem
+from perfrl_trl.data.pie import split_by_problem, split_of
 
 PIE = Path(__file__).resolve().parents[1].parent / "shared" / "pie"
 
@@ -235,3 +235,40 @@ def test_real_pie_filter_through_the_sandbox(tmp_path):
     assert report.dropped_by_status.get("runtime_error", 0) >= 1
     assert -1 not in kept["jsonl_line"]
     assert report.kept_fraction > 0.5  # PerfRL keeps 72-76% of PIE; a broken sandbox would keep ~0
+
+
+def test_split_of_is_fixed_and_checks_its_input():
+    """The halves are a pure function of the id: these values must never change (the evaluation half must
+    never have been trained on), whatever else is loaded."""
+    assert [split_of(p) for p in ("p00001", "p00005", "p00053", "p03371")] == [
+        "eval", "adapt", "eval", split_of("p03371")
+    ]  # fmt: skip
+    assert split_of("p00005") == "adapt" and split_of("p00001") == "eval"
+    for bad in ("", "../p1", None, 3):
+        with pytest.raises(ValueError, match="not a problem id"):
+            split_of(bad)
+
+
+@pytest.mark.pie
+@needs_pie
+def test_real_pie_halves_are_disjoint_and_no_eval_program_was_trained_on():
+    """Both halves hold a fair share of PIE's 213 problems, every pair of a problem is on one side, and no
+    program of the evaluation half (slow or fast) is in any shipped training manifest."""
+    from perfrl_trl.data.benchmark.pretraining import program_digest
+    from perfrl_trl.models import BUNDLED_CHECKPOINT
+
+    rows = [json.loads(line) for line in (PIE / "py_test_pairs.jsonl").read_text().splitlines()]
+    halves = {"adapt": set(), "eval": set()}
+    for row in rows:
+        halves[split_of(row["problem_id"])].add(row["problem_id"])
+    assert not halves["adapt"] & halves["eval"]
+    assert len(halves["adapt"]) + len(halves["eval"]) == 213
+    assert min(len(h) for h in halves.values()) >= 0.4 * 213
+    evaluation = {
+        program_digest(r[k]) for r in rows if split_of(r["problem_id"]) == "eval" for k in ("input", "target")
+    }
+    manifests = sorted(Path(BUNDLED_CHECKPOINT).parent.rglob("training_manifest.json"))
+    assert manifests, "no training manifest shipped"
+    for path in manifests:
+        trained = set(json.loads(path.read_text())["digests"])
+        assert not evaluation & trained, path

@@ -13,12 +13,12 @@ from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .benchmark import FAMILIES, build_benchmark, generate_problems
-    from .pie import DataError, FilterReport, filter_executable, load_pie
+    from .pie import DataError, FilterReport, filter_executable, load_pie, split_of
     from .splits import hash_split_by_problem, problem_unit
 
 _LAZY = {
     **dict.fromkeys(("FAMILIES", "build_benchmark", "generate_problems"), ".benchmark"),
-    **dict.fromkeys(("DataError", "FilterReport", "filter_executable", "load_pie"), ".pie"),
+    **dict.fromkeys(("DataError", "FilterReport", "filter_executable", "load_pie", "split_of"), ".pie"),
     **dict.fromkeys(("problem_unit", "hash_split_by_problem"), ".splits"),
 }
 
@@ -32,6 +32,7 @@ __all__ = [
     "hash_split_by_problem",
     "load_pie",
     "problem_unit",
+    "split_of",
 ]
 
 

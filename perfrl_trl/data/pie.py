@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .columns import DEFAULT_PREFIX, features, make_prompt
+from .splits import problem_unit
 
 if TYPE_CHECKING:
     import datasets
@@ -154,6 +155,33 @@ def read_tests(tests_dir: str | os.PathLike, problem_id: str) -> list[dict[str, 
                 raise DataError(f"{found[kind][n]}: not UTF-8 ({exc.reason})") from None
         tests.append(test)
     return tests
+
+
+# The salt of the fixed adaptation/evaluation split: changing it would move problems between the halves, and
+# the evaluation half must never have been trained on.
+ADAPT_EVAL_SALT = "pie-adapt-eval-v1"
+
+
+def split_of(problem_id: str) -> str:
+    """The fixed half of PIE a problem belongs to: ``"adapt"`` or ``"eval"``.
+
+    Everything after the bundled checkpoint uses this split. The evaluation half is never trained on; the
+    adaptation half may be, from its tests only (its targets are never read for training). The half depends only
+    on the problem id (SHA-256, see `perfrl_trl.data.splits.problem_unit`), so it is the same on every
+    machine, whatever rows or other problems a copy of PIE holds, and every pair of a problem is on one side.
+
+    Args:
+        problem_id (`str`): A PIE/CodeNet problem id, e.g. ``"p03371"``.
+
+    Example:
+        ```python
+        >>> split_of("p03371") in ("adapt", "eval")
+        True
+        ```
+    """
+    if not isinstance(problem_id, str) or not _PROBLEM_ID.match(problem_id):
+        raise ValueError(f"split_of: not a problem id: {problem_id!r}")
+    return "adapt" if problem_unit(problem_id, salt=ADAPT_EVAL_SALT) < 0.5 else "eval"
 
 
 def split_by_problem(problem_ids: list[str], splits: dict[str, float], seed: int = 0) -> dict[str, str]:
