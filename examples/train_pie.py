@@ -450,8 +450,12 @@ def write_report(
     history,
     sizes,
     started: float,
+    loads: dict[str, tuple[float, float, float]] | None = None,
 ):
-    """Results: rows with training cost, paired tests, notes, the per-family table; the RL and SFT-loss plots."""
+    """Results: rows with training cost, paired tests, notes, the per-family table; the RL and SFT-loss plots.
+
+    `loads` is the machine's load average (1, 5, 15 minutes) at the end of each arm, as a check that the arms
+    shared the machine alike."""
     out = config.output_dir
     rows = {name: e.summary for name, e in evals.items()}
     for name, arm in ((SFT_ONLY, sft_only_energy), (rrhf_name, rl_energy)):
@@ -534,6 +538,12 @@ def write_report(
         notes.append(f"RL curve on {sizes['validation']} validation problems (rl_curves.png): {points}.")
     if rl_energy.method == "estimate":
         notes.append("Energy and peak power marked * are ESTIMATES (CPU-seconds x 12 W per busy core).")
+    if loads:
+        notes.append(
+            "Machine load average (1/5/15 min) at the end of each arm: "
+            + "; ".join(f"{name}: {'/'.join(f'{x:.2f}' for x in v)}" for name, v in loads.items())
+            + f" ({os.cpu_count()} CPUs; each arm alone keeps about 2 busy)."
+        )
     family_rows = per_family(evals, [SFT_ONLY, rrhf_name])
     json_path, md_path = write_results(
         os.path.join(out, "results"),
@@ -550,6 +560,7 @@ def write_report(
             "sft_loss": start.losses,
             "sft_only_loss": sft_only.losses,
             "wall_time_s": time.monotonic() - started,
+            "machine_load": loads,
         },
     )
     with open(md_path, "a") as fh:
@@ -579,6 +590,8 @@ def main():
     # stage 2. RRHF over the RL prompts with freshly generated candidates, held-out points on the way
     trainer, rl_energy, history = rrhf_stage(script, config, start, rl_train, val, state)
     rrhf_name = rl_arm_name(script, len(rl_train))
+    # Equal wall time is only fair on an equally loaded machine: keep the machine's load after each arm.
+    loads = {rrhf_name: os.getloadavg()}
 
     # stage 2b. SFT only on the labelled rows, for the same wall-clock time, from the same start model
     sft_only_dir = os.path.join(out, "sft_only")
@@ -592,6 +605,7 @@ def main():
         lr_scheduler_type="constant",
         warmup_steps=0,
     )
+    loads[SFT_ONLY] = os.getloadavg()
 
     # stage 3. the start model, both arms and the dataset's targets, judged together on the same held-out problems
     evals = evaluate_models(
@@ -605,7 +619,18 @@ def main():
 
     # stage 4. report: results.json and results.md, the plots, the final model
     json_path, md_path = write_report(
-        script, config, evals, start, rrhf_name, rl_energy, sft_only_energy, sft_only, history, sizes, started
+        script,
+        config,
+        evals,
+        start,
+        rrhf_name,
+        rl_energy,
+        sft_only_energy,
+        sft_only,
+        history,
+        sizes,
+        started,
+        loads,
     )
     trainer.save_model(os.path.join(out, "final_model"))
     with open(md_path) as fh:
