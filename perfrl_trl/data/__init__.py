@@ -1,5 +1,6 @@
 """Datasets: the PIE loader (real slow/fast pairs), the bundled benchmark generator, their shared columns,
-splitting rows by problem, and pretraining data (a corpus of the installed Python sources, T5 span corruption).
+splitting rows by problem, pretraining data (a corpus of the installed Python sources, T5 span corruption), and
+SFT pairs from generic rewrites of generated scripts, each verified R4 in the sandbox.
 
 The loaders import `datasets` on first use, so that `perfrl_trl.data.columns` (the prompt format, used by
 inference) stays cheap to import.
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
     from .benchmark import FAMILIES, build_benchmark, generate_problems
     from .corpus import SourceFile, build_corpus, python_sources
     from .pie import DataError, FilterReport, filter_executable, load_pie, split_of
+    from .rewrite_pairs import build_rewrite_pairs, candidate_rewrites
+    from .rewrites import REWRITES, applicable_rewrites, apply_rewrites
+    from .shapes import SHAPES, SlowProgram, generate_programs, with_expected_outputs
     from .span_corruption import (
         SpanCorruptionCollator,
         add_sentinels,
@@ -29,6 +33,9 @@ _LAZY = {
     **dict.fromkeys(("FAMILIES", "build_benchmark", "generate_problems"), ".benchmark"),
     **dict.fromkeys(("DataError", "FilterReport", "filter_executable", "load_pie", "split_of"), ".pie"),
     **dict.fromkeys(("problem_unit", "hash_split_by_problem"), ".splits"),
+    **dict.fromkeys(("REWRITES", "applicable_rewrites", "apply_rewrites"), ".rewrites"),
+    **dict.fromkeys(("build_rewrite_pairs", "candidate_rewrites"), ".rewrite_pairs"),
+    **dict.fromkeys(("SHAPES", "SlowProgram", "generate_programs", "with_expected_outputs"), ".shapes"),
     **dict.fromkeys(("SourceFile", "build_corpus", "python_sources"), ".corpus"),
     **dict.fromkeys(
         (
@@ -45,16 +52,24 @@ _LAZY = {
 
 __all__ = [
     "FAMILIES",
+    "REWRITES",
+    "SHAPES",
     "DataError",
     "FilterReport",
+    "SlowProgram",
     "SourceFile",
     "SpanCorruptionCollator",
     "add_sentinels",
+    "applicable_rewrites",
+    "apply_rewrites",
     "build_benchmark",
     "build_corpus",
+    "build_rewrite_pairs",
+    "candidate_rewrites",
     "chunk_tokens",
     "filter_executable",
     "generate_problems",
+    "generate_programs",
     "hash_split_by_problem",
     "load_pie",
     "noise_counts",
@@ -63,6 +78,7 @@ __all__ = [
     "span_corrupt",
     "span_corruption_lengths",
     "split_of",
+    "with_expected_outputs",
 ]
 
 
