@@ -27,7 +27,7 @@ from ..generation import (
     tokenize_prompts,
 )
 from ..loss import SourceKind, count_normalisers, rrhf_loss, shift_labels
-from ..metrics.arithmetic import aggregate, best_of_k
+from ..metrics.arithmetic import SampleResult, aggregate, best_of_k
 from ..metrics.scoring import score_programs
 from ..models import load_model_and_tokenizer, prepare_tokenizer
 from ..rewards import UnitTestRewardFunction
@@ -58,16 +58,15 @@ def _r4_speedup(verdict) -> float | None:
 
 
 def beats_verdict(candidate, target, margin: float) -> bool | None:
-    """Whether a candidate's verdict beats its row's target's: both pass and the candidate ran faster by
-    ``margin`` (the rule of the evaluation's ``beats_target``). ``None`` when the target is missing or failed."""
-    if target is None or not target.passed or target.runtime is None:
+    """Whether a candidate's verdict beats its row's target's, by the evaluation's rule
+    (`SampleResult.beats`): both pass and the candidate ran faster by ``margin``. ``None`` when the target is
+    missing, failed or was not timed."""
+    if target is None:
         return None
-    return bool(
-        candidate is not None
-        and candidate.passed
-        and candidate.runtime is not None
-        and candidate.runtime * margin < target.runtime
-    )
+    # A candidate whose scoring failed counts as a failure, as in the tiers logged beside it.
+    failed = SampleResult(compiled=None, passed=False)
+    mine = failed if candidate is None else SampleResult.from_verdict(candidate, margin=margin)
+    return mine.beats(SampleResult.from_verdict(target, margin=margin), margin)
 
 
 def is_degenerate(text: str, truncated: bool, repeats: int = 4) -> bool:
