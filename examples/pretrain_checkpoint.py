@@ -1,41 +1,53 @@
-"""The bundled checkpoint, regenerated: SFT from scratch on problems no evaluation split contains, then packaged.
+"""The bundled checkpoint, regenerated: pretraining on real Python, SFT on verified pairs, judged and packaged.
 
-    accelerate launch examples/pretrain_checkpoint.py                   # the shipped settings (~1 h 45 min)
-    accelerate launch examples/pretrain_checkpoint.py --stage train     # only the training
-    accelerate launch examples/pretrain_checkpoint.py --stage package   # only the evaluation and packaging
-    cp -r outputs/pretrain_checkpoint/checkpoint/. perfrl_trl/models/checkpoint/   # then install it
+    accelerate launch examples/pretrain_checkpoint.py                      # the shipped checkpoint's settings
+    accelerate launch examples/pretrain_checkpoint.py --preset real        # real code first (~4 h on 2 cores)
+    accelerate launch examples/pretrain_checkpoint.py --preset real --stage denoise   # one stage at a time:
+    accelerate launch examples/pretrain_checkpoint.py --preset real --stage pairs     #   denoise, pairs,
+    accelerate launch examples/pretrain_checkpoint.py --preset real --stage train     #   train, package
+    accelerate launch examples/pretrain_checkpoint.py --preset real --stage package
+    cp -r outputs/pretrain_checkpoint-real/checkpoint/. perfrl_trl/models/checkpoint/   # then install it
 
-Stages (`main` runs them in this order): 1. the training problems, `pretraining_problems` of the pretraining
-seed, minus any whose slow program is among the evaluation seed's first problems; 2. SFT of a new small T5
-(written to `<output_dir>/sft`, with a checkpoint every `--save_steps`); 3. the trained model exported in its
-shipped form (bf16 weights, loaded as float32), which is the form evaluated on the held-out `test` and
-`test_ood` splits; 4. the saved checkpoints' validation pass rates, the training curve; 5. the package: the
-model card (`perfrl_trl.models.checkpoint_card`), the training manifest and curve beside the weights in
-`<output_dir>/checkpoint`, and `<output_dir>/pretrain_curve.png`. Every default is in `CHECKPOINT` below: the
-settings the shipped checkpoint was trained with (its README.md says with what data, for how long, and how it
-scores). The comparison that starts from it is examples/train_pie.py.
+Presets: `bench` (the default) is what the shipped checkpoint was trained with: SFT from scratch on the bundled
+benchmark's pairs. `real` first teaches a new model real Python: 1. `denoise`: span-corruption pretraining
+(`perfrl_trl.trainer.denoising`) on the standard library and installed packages of this interpreter
+(`perfrl_trl.data.corpus`, read where they are installed; every PIE program and every evaluation program is
+excluded by hash), half of the batches asking for the whole window back so that the model learns to copy; 2.
+`pairs`: slow scripts of many shapes rewritten by generic rewrites, each pair kept only when the sandbox judges
+it faster (`perfrl_trl.data.rewrite_pairs`); 3. `train`: SFT from the denoised model on the benchmark's pairs and
+the rewrite pairs. Then, for both presets, 4. `package`: the shipped form (bf16 weights, loaded as float32) is
+judged on the benchmark's held-out `test` and `test_ood` splits and, when `--pie_dir` holds PIE, on every slow
+program of PIE's evaluation half (`split_of`) that passes its own tests, beside PIE's own targets, and with
+`perfrl-trl optimize`'s defaults; the model card, the manifests and the curves go beside the weights in
+`<output_dir>/checkpoint`. A stage whose budget is 0 is skipped, and every training stage saves checkpoints
+(`--save_steps`) and resumes from its latest with `--resume`. The comparison that starts from the checkpoint is
+examples/train_pie.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
 from accelerate import PartialState
+from datasets import concatenate_datasets
 from train_pie import (  # this script's folder is on sys.path
     BASE,
     SFT_FROM_SCRATCH,
     ModelArguments,
     new_model,
     sft,
+    sft_args,
 )
 from trl import TrlParser
 
 from perfrl_trl.comparison import evaluate_models
+from perfrl_trl.data import load_pie_programs
 from perfrl_trl.data.benchmark import build_benchmark
-from perfrl_trl.data.benchmark.build import to_dataset
+from perfrl_trl.data.benchmark.build import generate_problems, to_dataset
 from perfrl_trl.data.benchmark.pretraining import (
     EVAL_RESERVE,
     EVAL_SEED,
@@ -43,9 +55,15 @@ from perfrl_trl.data.benchmark.pretraining import (
     pretraining_problems,
     program_digest,
 )
-from perfrl_trl.models import checkpoint_card, export_checkpoint
+from perfrl_trl.data.corpus import build_corpus
+from perfrl_trl.data.pie import read_pairs
+from perfrl_trl.data.rewrite_pairs import build_rewrite_pairs
+from perfrl_trl.inference import optimize_dataset
+from perfrl_trl.models import checkpoint_card, export_checkpoint, load_model_and_tokenizer
 from perfrl_trl.reporting import plot_pretrain_curve
 from perfrl_trl.trainer import RRHFConfig
+from perfrl_trl.trainer.denoising import corpus_windows, denoising_pretrain
+from perfrl_trl.trainer.sft import length_grouped
 
 # The shipped checkpoint's settings; flags given on the command line (or in --config) still win.
 CHECKPOINT = dict(
@@ -61,60 +79,237 @@ CHECKPOINT = dict(
     max_eval=390,  # the whole test split of eval_per_family=100
     val_size=78,
 )
+PRESETS = {
+    "bench": CHECKPOINT,
+    # Real code first: denoising on the installed Python, then SFT on the benchmark and verified rewrite pairs,
+    # with prompts and programs up to 512 tokens (93% of PIE's slow programs fit, 72% in 256).
+    "real": dict(
+        CHECKPOINT,
+        output_dir="outputs/pretrain_checkpoint-real",
+        denoise_steps=2400,
+        denoise_seconds=5400,
+        n_rewrite_programs=600,
+        rewrite_repeats=3,
+        sft_steps=3000,
+        sft_seconds=5400,
+        max_prompt_length=512,
+        max_completion_length=512,
+    ),
+}
+REWRITE_SEED = 0  # the generated shapes' seed (nothing is evaluated on generated shapes)
 
 
 @dataclass
 class PretrainArguments:
-    # Defaults: CHECKPOINT's (see parse_args).
-    stage: str = field(default="all", metadata={"help": "'all', 'train' or 'package' (evaluate and export)."})
+    # Defaults: the preset's (see parse_args).
+    preset: str = field(default="bench", metadata={"help": f"One of {sorted(PRESETS)}."})
+    stage: str = field(
+        default="all",
+        metadata={"help": "'all', 'denoise', 'pairs', 'train' or 'package' (evaluate and export)."},
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Training stages resume from their latest checkpoint."}
+    )
+    denoise_steps: int = field(
+        default=0, metadata={"help": "Denoising optimizer steps (0: no denoising stage)."}
+    )
+    denoise_seconds: float | None = field(
+        default=None, metadata={"help": "Denoising wall-clock budget, seconds."}
+    )
+    denoise_input_length: int = field(default=256, metadata={"help": "Denoising: encoder tokens per window."})
+    full_target_fraction: float = field(
+        default=0.5,
+        metadata={"help": "Denoising: share of batches whose labels are the whole window (copying)."},
+    )
+    corpus_distributions: str | None = field(
+        default=None, metadata={"help": "Denoising: comma-separated installed distributions (default: all)."}
+    )
+    corpus_stdlib: bool = field(default=True, metadata={"help": "Denoising: include the standard library."})
+    n_rewrite_programs: int = field(
+        default=0, metadata={"help": "Generated slow scripts to rewrite (0: no rewrite pairs)."}
+    )
+    rewrite_repeats: int = field(
+        default=1, metadata={"help": "Times each rewrite pair appears in the SFT data."}
+    )
     n_per_family: int = field(default=0, metadata={"help": "Training problems generated per family."})
     families: str | None = field(
-        default=None, metadata={"help": "Train on these comma-separated families only (default: all but held-out)."}
+        default=None,
+        metadata={"help": "Train on these comma-separated families only (default: all but held-out)."},
     )
     sft_steps: int = field(default=0, metadata={"help": "SFT optimizer steps."})
     sft_seconds: float | None = field(default=None, metadata={"help": "SFT wall-clock budget, seconds."})
-    sft_bf16: bool = field(default=False, metadata={"help": "SFT under bf16 autocast (faster on CPU too)."})
+    sft_bf16: bool = field(
+        default=False, metadata={"help": "Training under bf16 autocast (faster on CPU too)."}
+    )
     eval_per_family: int = field(
         default=100, metadata={"help": "The evaluation benchmark's problems per family (evaluation seed)."}
     )
     max_eval: int = field(default=0, metadata={"help": "Held-out test problems evaluated."})
     ood_eval: int = field(default=200, metadata={"help": "Held-out-family (test_ood) problems evaluated."})
-    val_size: int = field(default=0, metadata={"help": "Validation problems for the saved checkpoints' curve."})
-    curve_every: int = field(default=1000, metadata={"help": "Evaluate saved checkpoints every this many steps."})
+    val_size: int = field(
+        default=0, metadata={"help": "Validation problems for the saved checkpoints' curve."}
+    )
+    curve_every: int = field(
+        default=1000, metadata={"help": "Evaluate saved checkpoints every this many steps."}
+    )
+    pie_dir: str = field(
+        default=os.path.join("..", "shared", "pie"),
+        metadata={
+            "help": "PIE (py_test_pairs.jsonl, public_test_cases/): excluded from the corpus by hash, and "
+            "its evaluation half judged at packaging. Absent: neither."
+        },
+    )
+    pie_max: int | None = field(default=None, metadata={"help": "At most this many PIE programs judged."})
+    optimize_samples: int = field(
+        default=8, metadata={"help": "PIE: samples per program for optimize's row."}
+    )
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.stage not in ("all", "denoise", "pairs", "train", "package"):
+            raise ValueError(f"--stage must be all, denoise, pairs, train or package, got {self.stage!r}")
+        if not 0.0 <= self.full_target_fraction <= 1.0:
+            raise ValueError(f"--full_target_fraction must be in [0, 1], got {self.full_target_fraction}")
+        if self.rewrite_repeats < 1:
+            raise ValueError(f"--rewrite_repeats must be at least 1, got {self.rewrite_repeats}")
 
 
 def parse_args():
+    import argparse
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="bench")
+    known, _ = pre.parse_known_args()
+    if known.preset not in PRESETS:
+        sys.exit(f"unknown --preset {known.preset!r}; choose one of {sorted(PRESETS)}")
     parser = TrlParser((PretrainArguments, RRHFConfig, ModelArguments))
-    parser.set_defaults(**CHECKPOINT)
+    parser.set_defaults(**PRESETS[known.preset])
     return parser.parse_args_and_config()
 
 
-def train(script: PretrainArguments, config: RRHFConfig, model_args: ModelArguments, problems, dropped, state):
-    """SFT of a new model on `problems`; writes `<output_dir>/sft` and its `sft_result.json`."""
+def pie_files(pie_dir: str) -> tuple[str, str] | None:
+    """PIE's pairs file and tests folder, or None when `pie_dir` does not hold them."""
+    pairs, tests = os.path.join(pie_dir, "py_test_pairs.jsonl"), os.path.join(pie_dir, "public_test_cases")
+    return (pairs, tests) if os.path.isfile(pairs) and os.path.isdir(tests) else None
+
+
+def excluded_digests(pie_dir: str) -> set[str]:
+    """Every program no training stage may see: PIE's (slow and fast, both halves) and the evaluation seed's."""
+    reserved = generate_problems(EVAL_RESERVE, EVAL_SEED)  # every family, held-out ones included
+    digests = {program_digest(p[col]) for p in reserved for col in ("input_code", "target_code")}
+    if files := pie_files(pie_dir):
+        digests |= {program_digest(row[k]) for _, row in read_pairs(files[0]) for k in ("input", "target")}
+    return digests
+
+
+def last_checkpoint(folder: str) -> str | None:
+    saved = [d for d in os.listdir(folder) if d.startswith("checkpoint-")] if os.path.isdir(folder) else []
+    return os.path.join(folder, max(saved, key=lambda d: int(d.split("-")[1]))) if saved else None
+
+
+def denoise(script, config, model_args, state) -> str:
+    """Stage 1: span corruption on the corpus; writes `<output_dir>/denoise` and its corpus manifest."""
+    out = os.path.join(config.output_dir, "denoise")
+    dists = script.corpus_distributions.split(",") if script.corpus_distributions else None
+    corpus, manifest = build_corpus(excluded_digests(script.pie_dir), stdlib=script.corpus_stdlib,
+                                    distributions=dists)  # fmt: skip
+    print(f"corpus: {manifest['counts']['files']} files, {manifest['counts']['bytes'] / 1e6:.0f} MB, "
+          f"{manifest['counts']['excluded']} excluded by hash, {len(manifest['packages'])} packages")  # fmt: skip
+    model, tok = load_model_and_tokenizer(
+        new_model(model_args, os.path.join(out, "base"), config.seed, state)
+    )
+    windows = corpus_windows(corpus, tok, script.denoise_input_length)
+    args = sft_args(
+        config, out, config.learning_rate, script.denoise_steps, script.sft_bf16,
+        lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
+        warmup_steps=config.warmup_steps, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=2, **length_grouped(False),  # windows are all one length
+    )  # fmt: skip
+    started = time.monotonic()
+    result = denoising_pretrain(
+        model, tok, windows, args, script.denoise_input_length,
+        full_target_fraction=script.full_target_fraction, seconds=script.denoise_seconds,
+        resume_from_checkpoint=last_checkpoint(out) if script.resume else None,
+    )  # fmt: skip
+    result.trainer.save_model(out)
+    if state.is_main_process:
+        manifest["windows"] = len(windows)
+        with open(os.path.join(out, "corpus_manifest.json"), "w") as fh:
+            json.dump(manifest, fh)
+        with open(os.path.join(out, "denoise_result.json"), "w") as fh:
+            json.dump(
+                {"steps": result.steps, "seconds": time.monotonic() - started, "losses": result.losses}, fh
+            )
+    state.wait_for_everyone()
+    return out
+
+
+def rewrite_pairs(script, config, state) -> str:
+    """Stage 2: verified rewrite pairs of generated scripts; writes `<output_dir>/rewrite_pairs` and its report."""
+    out = os.path.join(config.output_dir, "rewrite_pairs")
+    if state.is_main_process:
+        pairs, report = build_rewrite_pairs(script.n_rewrite_programs, seed=REWRITE_SEED,
+                                            progress=not config.disable_tqdm)  # fmt: skip
+        # The tests were only needed to verify the pairs: SFT reads the programs, and the tests are most of the bytes.
+        pairs.remove_columns("tests").save_to_disk(out)
+        with open(os.path.join(out, "report.json"), "w") as fh:
+            json.dump(report, fh, indent=1)
+        print(f"rewrite pairs: {report['pairs']} verified pairs from {report['programs']} generated scripts")
+    state.wait_for_everyone()
+    return out
+
+
+def sft_data(script, config, problems):
+    """Stage 3's rows: the benchmark's training problems and the rewrite pairs (each `rewrite_repeats` times)."""
+    from datasets import load_from_disk
+
+    columns = ["prompt", "input_code", "target_code"]
+    data = to_dataset(problems).select_columns(columns)
+    pairs = None
+    if script.n_rewrite_programs > 0:
+        pairs = load_from_disk(os.path.join(config.output_dir, "rewrite_pairs")).select_columns(columns)
+        data = concatenate_datasets([data, *[pairs] * script.rewrite_repeats])
+    return data.shuffle(seed=config.seed), pairs
+
+
+def train(script, config, model_args, problems, dropped, state):
+    """Stage 3: SFT from the denoised model (or a new one); writes `<output_dir>/sft` and its `sft_result.json`."""
     out, sft_dir = config.output_dir, os.path.join(config.output_dir, "sft")
-    data = to_dataset(problems).shuffle(seed=config.seed)
-    print(f"pretraining data: {len(data)} problems (seed {PRETRAIN_SEED}; {dropped} shared with evaluation dropped)")
-    base = new_model(model_args, os.path.join(out, "base"), config.seed, state)
+    data, pairs = sft_data(script, config, problems)
+    print(f"SFT data: {len(problems)} benchmark problems (seed {PRETRAIN_SEED}; {dropped} shared with evaluation "
+          f"dropped), {0 if pairs is None else len(pairs)} rewrite pairs x {script.rewrite_repeats}")  # fmt: skip
+    if script.denoise_steps > 0:
+        start = os.path.join(out, "denoise")
+    else:
+        start = new_model(model_args, os.path.join(out, "base"), config.seed, state)
     started = time.monotonic()  # the recorded time includes loading, tokenizing and saving
     _, result = sft(
-        base, sft_dir, config, data, config.learning_rate, script.sft_steps, script.sft_seconds, script.sft_bf16,
+        start, sft_dir, config, data, config.learning_rate, script.sft_steps, script.sft_seconds, script.sft_bf16,
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
-        warmup_steps=config.warmup_steps, save_strategy="steps", save_steps=config.save_steps, save_only_model=True,
+        warmup_steps=config.warmup_steps, save_strategy="steps", save_steps=config.save_steps,
+        resume=last_checkpoint(sft_dir) if script.resume else None,
     )  # fmt: skip
     if state.is_main_process:
         with open(os.path.join(sft_dir, "sft_result.json"), "w") as fh:
-            json.dump({"steps": result.steps, "seconds": time.monotonic() - started, "losses": result.losses}, fh)
+            json.dump(
+                {"steps": result.steps, "seconds": time.monotonic() - started, "losses": result.losses}, fh
+            )
 
 
 def validation_curve(script, config, sft_dir, export, trained, validation) -> list[dict]:
     """Pass and compile rates of the saved checkpoints (every `curve_every` steps, and the shipped weights last)."""
     saved = sorted(
-        (int(d.split("-")[1]), os.path.join(sft_dir, d)) for d in os.listdir(sft_dir) if d.startswith("checkpoint-")
+        (int(d.split("-")[1]), os.path.join(sft_dir, d))
+        for d in os.listdir(sft_dir)
+        if d.startswith("checkpoint-")
     )
     saved = [(step, path) for step, path in saved if step % script.curve_every == 0]
     if not saved or saved[-1][0] != trained["steps"]:
         saved.append((trained["steps"], export))  # the final point: the shipped weights
-    evals = evaluate_models({str(step): path for step, path in saved}, validation, config, compare_to_target=False)
+    evals = evaluate_models(
+        {str(step): path for step, path in saved}, validation, config, compare_to_target=False
+    )
     return [
         {"step": int(step), "pass_rate": e.summary["percent_passed"] / 100,
          "compile_rate": e.summary["percent_compiled"] / 100}
@@ -122,23 +317,32 @@ def validation_curve(script, config, sft_dir, export, trained, validation) -> li
     ]  # fmt: skip
 
 
-def main():
-    script, config, model_args = parse_args()
-    state = PartialState()
+def pie_programs(script, config):
+    """PIE's evaluation half, one row per distinct slow program that passes its own tests, and what was left out."""
+    programs, counts = load_pie_programs(script.pie_dir, "eval", progress=not config.disable_tqdm)
+    if script.pie_max is not None and len(programs) > script.pie_max:
+        programs = programs.shuffle(seed=config.seed).select(range(script.pie_max))
+    return programs, {**counts, "judged": len(programs)}
+
+
+def judge_on_pie(script, config, export, state):
+    """The checkpoint and PIE's targets on the evaluation half (beams, best of k), then `optimize`'s defaults."""
+    programs, counts = pie_programs(script, config)
+    print(f"PIE evaluation half: {counts}")
+    evals = evaluate_models({"checkpoint": export}, programs, config, compare_to_target=True)
+    if not state.is_main_process:
+        return None
+    # The CLI's defaults (greedy and n samples of up to 512 new tokens, the whole prompt), as a user runs it.
+    optimize = optimize_dataset(programs, export, n=script.optimize_samples, seed=config.seed,
+                                progress=not config.disable_tqdm)  # fmt: skip
+    optimize["samples"] = script.optimize_samples
+    return {"counts": counts, **{name: e.to_dict() for name, e in evals.items()}, "optimize": optimize}
+
+
+def package(script, config, model_args, problems, dropped, state):
+    """Stage 4: the shipped form judged on the held-out splits and PIE, with its card, manifests and curves."""
     out = config.output_dir
     sft_dir, export = os.path.join(out, "sft"), os.path.join(out, "checkpoint")
-
-    # stage 1. the training problems: the pretraining seed's, none of them an evaluation problem
-    families = script.families.split(",") if script.families else None
-    problems, dropped = pretraining_problems(script.n_per_family, seed=PRETRAIN_SEED, families=families)
-
-    # stage 2. SFT from scratch
-    if script.stage in ("all", "train"):
-        train(script, config, model_args, problems, dropped, state)
-    if script.stage not in ("all", "package"):
-        return
-
-    # stage 3. the shipped form (bf16 weights, loaded as float32), judged on the held-out splits
     with open(os.path.join(sft_dir, "sft_result.json")) as fh:
         trained = json.load(fh)
     if state.is_main_process:
@@ -148,15 +352,31 @@ def main():
     held_out = {}
     for split, cap in (("test", script.max_eval), ("test_ood", script.ood_eval)):
         rows = bench[split].shuffle(seed=config.seed).select(range(min(cap, len(bench[split]))))
-        held_out[split] = evaluate_models({"checkpoint": export}, rows, config, compare_to_target=False)["checkpoint"]
+        held_out[split] = evaluate_models({"checkpoint": export}, rows, config, compare_to_target=False)[
+            "checkpoint"
+        ]
 
-    # stage 4. the curve: saved checkpoints on the validation split (never on test, which decides the figures)
-    val = bench["validation"].shuffle(seed=config.seed).select(range(min(script.val_size, len(bench["validation"]))))
+    # the curve: saved checkpoints on the validation split (never on test, which decides the figures)
+    val = (
+        bench["validation"]
+        .shuffle(seed=config.seed)
+        .select(range(min(script.val_size, len(bench["validation"]))))
+    )
     curve = validation_curve(script, config, sft_dir, export, trained, val)
+    pie = judge_on_pie(script, config, export, state) if pie_files(script.pie_dir) else None
     if not state.is_main_process:
         return
 
-    # stage 5. the package: model card, manifest and curve beside the weights; the curve's plot
+    denoised = rewrites = None
+    if script.denoise_steps > 0:
+        with open(os.path.join(out, "denoise", "denoise_result.json")) as fh:
+            denoised = json.load(fh)
+        with open(os.path.join(out, "denoise", "corpus_manifest.json")) as fh:
+            denoised["corpus"] = json.load(fh)
+    if script.n_rewrite_programs > 0:
+        with open(os.path.join(out, "rewrite_pairs", "report.json")) as fh:
+            rewrites = json.load(fh)
+    _, pairs = sft_data(script, config, problems)
     card = checkpoint_card(
         {
             f"test (training families: {len(set(bench['test']['family']))})": held_out["test"].summary,
@@ -176,19 +396,55 @@ def main():
         steps=trained["steps"],
         seconds=trained["seconds"],
         eval_per_family=script.eval_per_family,
-    )
-    manifest = {"seed": PRETRAIN_SEED, "n": len(problems), "dropped": dropped,
-                "digests": sorted(program_digest(p["input_code"]) for p in problems)}  # fmt: skip
-    export_checkpoint(
-        sft_dir, export, extra_files={
-            "README.md": card,
-            "training_manifest.json": json.dumps(manifest) + "\n",
-            "training_curve.json": json.dumps({"loss": trained["losses"], "validation": curve}, indent=1) + "\n",
-        },
+        denoising=denoised and {"steps": denoised["steps"], "seconds": denoised["seconds"],
+                                "corpus": denoised["corpus"], "input_length": script.denoise_input_length,
+                                "full_target_fraction": script.full_target_fraction},
+        rewrite_pairs=rewrites and {**rewrites, "repeats": script.rewrite_repeats, "seed": REWRITE_SEED},
+        pie=pie,
+        preset=script.preset,
     )  # fmt: skip
+    digests = [program_digest(p["input_code"]) for p in problems]
+    if pairs is not None:
+        digests += [program_digest(code) for code in set(pairs["input_code"])]
+    manifest = {"seed": PRETRAIN_SEED, "n": len(problems), "dropped": dropped, "digests": sorted(digests)}
+    curves = {"loss": trained["losses"], "validation": curve}
+    if denoised:
+        curves["denoising_loss"] = denoised["losses"]
+    extra = {
+        "README.md": card,
+        "training_manifest.json": json.dumps(manifest) + "\n",
+        "training_curve.json": json.dumps(curves, indent=1) + "\n",
+    }
+    if denoised:
+        extra["corpus_manifest.json"] = json.dumps(denoised["corpus"]) + "\n"
+    export_checkpoint(sft_dir, export, extra_files=extra)
+    if pie is not None:
+        with open(os.path.join(out, "pie_eval.json"), "w") as fh:
+            json.dump(pie, fh, indent=1)
     plot_pretrain_curve(trained["losses"], curve, os.path.join(out, "pretrain_curve.png"))
     print(card)
-    print(f"wrote {export} and {out}/pretrain_curve.png; install it with: cp -r {export}/. perfrl_trl/models/checkpoint/")
+    print(
+        f"wrote {export} and {out}/pretrain_curve.png; install it with: cp -r {export}/. perfrl_trl/models/checkpoint/"
+    )
+
+
+def main():
+    script, config, model_args = parse_args()
+    state = PartialState()
+    stage = script.stage
+
+    # the training problems: the pretraining seed's, none of them an evaluation problem
+    families = script.families.split(",") if script.families else None
+    problems, dropped = pretraining_problems(script.n_per_family, seed=PRETRAIN_SEED, families=families)
+
+    if stage in ("all", "denoise") and script.denoise_steps > 0:
+        denoise(script, config, model_args, state)
+    if stage in ("all", "pairs") and script.n_rewrite_programs > 0:
+        rewrite_pairs(script, config, state)
+    if stage in ("all", "train"):
+        train(script, config, model_args, problems, dropped, state)
+    if stage in ("all", "package"):
+        package(script, config, model_args, problems, dropped, state)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
     accelerate launch examples/train_pie.py                     # default: from the bundled checkpoint, ~6 min
     accelerate launch examples/train_pie.py --preset compare    # the same on >= 500 held-out problems
     accelerate launch examples/train_pie.py --preset scratch    # from a randomly initialised model: SFT first
+    accelerate launch examples/train_pie.py --preset adapt      # RL on PIE's adaptation half, tests only,
+                                                                # judged on its evaluation half (../shared/pie)
     accelerate launch examples/train_pie.py --model_name_or_path Salesforce/codet5-small \
         --dataset pie --pie_dir ../shared/pie --preset paper     # the paper's setting, on a GPU box
     python examples/train_pie.py --config my_run.yaml            # any flag can also come from YAML
@@ -13,7 +15,9 @@ tests-only part whose targets are withheld; 1. SFT on slow->fast pairs of the la
 start model is already fine-tuned, as the bundled checkpoint is); 2. RRHF over the RL prompts (tests-only
 rows, so candidates are ranked by the tests and the timing alone; `--rl_steps` passes, one in the presets that
 split), with candidates the current policy generates and held-out points on the way; 2b. "SFT only" continues
-SFT on the labelled part from the same model for the same wall-clock time as stage 2; 3. the start model, both
+SFT on the labelled part from the same model for the same wall-clock time as stage 2 (with `--dataset
+pie`, the RL prompts are the slow programs of PIE's adaptation half with their tests, and the labelled
+part is the synthetic data: the bundled benchmark); 3. the start model, both
 arms and the dataset's own targets are judged on the same held-out problems, with paired tests; 4. the report.
 The bundled checkpoint itself comes from another recipe, examples/pretrain_checkpoint.py (`--preset pretrain`
 here says so and exits).
@@ -42,7 +46,7 @@ from perfrl_trl.comparison import (
     per_family,
     speedup_endpoint,
 )
-from perfrl_trl.data import hash_split_by_problem, load_pie
+from perfrl_trl.data import hash_split_by_problem, load_pie_programs
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.energy import EnergyMeter, EnergyReading
 from perfrl_trl.metrics.intervals import wilson_interval
@@ -86,12 +90,25 @@ COMPARE = dict(  # RRHF vs SFT-only from the bundled checkpoint
     val_size=39,  # evaluated inside the timed RRHF stage at each held-out point: small
     rl_eval_points=4,
 )
+# RL on real programs from their tests alone (issue 20): PIE's adaptation half against SFT-only on the synthetic
+# data, both judged on every program of PIE's evaluation half that passes its own tests.
+ADAPT = dict(
+    COMPARE,
+    dataset="pie",
+    tests_only_fraction=0.0,
+    rl_prompts=10**6,  # every adaptation program, once
+    max_eval=10**6,  # every evaluation program
+    val_size=24,
+    max_prompt_length=512,
+    max_completion_length=512,
+)
 # About 6 minutes on 2 CPU cores, from the bundled checkpoint: the compare preset, smaller.
 DEFAULT = dict(COMPARE, n_per_family=20, rl_prompts=32, max_eval=48, val_size=8, generation_batch_size=16)
 
 PRESETS = {
     "default": DEFAULT,
     "compare": COMPARE,
+    "adapt": ADAPT,
     # Training from scratch, one flag away: 240 s of SFT, then the default's comparison (~10 minutes, not timed).
     "scratch": dict(DEFAULT, **SFT_FROM_SCRATCH, from_scratch=True, sft_seconds=240),
     # For tests: seconds, a tiny model from scratch.
@@ -145,7 +162,21 @@ MOVED = {
 @dataclass
 class ScriptArguments:
     preset: str = field(default="default", metadata={"help": f"One of {sorted(PRESETS)}."})
-    dataset: str = field(default="bench", metadata={"help": "'bench' (bundled, offline) or 'pie'."})
+    dataset: str = field(
+        default="bench",
+        metadata={
+            "help": "'bench' (bundled, offline), 'pie', or 'pie': RL on the slow programs of PIE's "
+            "adaptation half from their tests alone, SFT only on the bundled benchmark (and "
+            "--synthetic_pairs_dir), both judged on PIE's evaluation half."
+        },
+    )
+    synthetic_pairs_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "pie: more synthetic SFT rows for the SFT-only arm, a datasets folder with prompt and "
+            "target_code (e.g. examples/pretrain_checkpoint.py's <output_dir>/rewrite_pairs)."
+        },
+    )
     pie_dir: str = field(
         default="../shared/pie", metadata={"help": "PIE folder: py_test_pairs.jsonl, public_test_cases/."}
     )
@@ -186,6 +217,10 @@ class ScriptArguments:
     max_eval: int = field(default=78, metadata={"help": "Held-out problems evaluated (test split)."})
 
     def __post_init__(self):
+        if self.dataset == "pie" and self.tests_only_fraction:
+            raise ValueError(
+                "--dataset pie has no labelled train split: leave --tests_only_fraction at 0"
+            )
         if not 0 <= self.tests_only_fraction < 1:
             raise ValueError(f"--tests_only_fraction must be in [0, 1), got {self.tests_only_fraction}")
         if self.rl_eval_points is not None and self.rl_eval_points < 1:
@@ -224,20 +259,17 @@ def preset_defaults(preset: str) -> dict:
     return {"output_dir": f"outputs/train_pie-{preset}", **BASE, **PRESETS[preset]}
 
 
+def benchmark(script: ScriptArguments, seed: int):
+    """The bundled benchmark of `--n_per_family` (and `--families`)."""
+    kwargs = {}
+    if script.families:  # a restricted run holds no family out
+        kwargs = {"families": script.families.split(","), "heldout_families": ()}
+    return build_benchmark(n_per_family=script.n_per_family, seed=seed, **kwargs)
+
+
 def load_data(script: ScriptArguments, seed: int):
     if script.dataset == "bench":
-        kwargs = {}
-        if script.families:  # a restricted run holds no family out
-            kwargs = {"families": script.families.split(","), "heldout_families": ()}
-        return build_benchmark(n_per_family=script.n_per_family, seed=seed, **kwargs)
-    if script.dataset == "pie":
-        return load_pie(
-            os.path.join(script.pie_dir, "py_test_pairs.jsonl"),
-            os.path.join(script.pie_dir, "public_test_cases"),
-            seed=seed,
-            splits={"train": 0.8, "validation": 0.1, "test": 0.1},
-            filter_executable=True,
-        )
+        return benchmark(script, seed)
     sys.exit(f"unknown --dataset {script.dataset!r}; use 'bench' or 'pie'")
 
 
@@ -280,13 +312,22 @@ def sft_args(config: RRHFConfig, out_dir: str, lr: float, max_steps: int, bf16: 
     )
 
 
-def sft(model_dir, out_dir, config, train, lr, max_steps=0, seconds=None, bf16=False, **overrides):
+def sft(
+    model_dir, out_dir, config, train, lr, max_steps=0, seconds=None, bf16=False, resume=None, **overrides
+):
     """Cross-entropy fine-tuning of `model_dir` on prompt -> target_code; the model lands in `out_dir`."""
     model, tok = load_model_and_tokenizer(model_dir)
     args = sft_args(config, out_dir, lr, max_steps, bf16, **overrides)
     with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
         result = supervised_finetune(
-            model, tok, train, args, config.max_prompt_length, config.max_completion_length, seconds=seconds
+            model,
+            tok,
+            train,
+            args,
+            config.max_prompt_length,
+            config.max_completion_length,
+            seconds=seconds,
+            resume_from_checkpoint=resume,
         )
     result.trainer.save_model(out_dir)  # written by the main process only: the others wait for it
     PartialState().wait_for_everyone()
@@ -338,6 +379,8 @@ def held_out_splits(script: ScriptArguments, config: RRHFConfig):
     # TrainingArguments' data_seed (the sampler's seed) also fixes the problems, the split and the samples,
     # so that runs differing only in --seed train and are judged on the same problems.
     seed = config.seed if config.data_seed is None else config.data_seed
+    if script.dataset == "pie":
+        return adaptation_splits(script, config, seed)
     data = load_data(script, seed)
     train, test = data["train"], data["test"]
     if len(test) == 0 or len(train) == 0:
@@ -355,6 +398,44 @@ def held_out_splits(script: ScriptArguments, config: RRHFConfig):
         f"{len(rl_train)} RL prompts, {len(val)} validation and {len(test)} held-out test problems"
     )
     return labelled, rl_train, val, test, sizes
+
+
+def adaptation_splits(script: ScriptArguments, config: RRHFConfig, seed: int):
+    """Stage 0 of `--dataset pie`: RL prompts from PIE's adaptation half (tests only, targets never read),
+    SFT-only rows from the synthetic data, the test from PIE's evaluation half (its first rows, shuffled, are
+    also the RL curve's few held-out checks)."""
+    from datasets import concatenate_datasets, load_from_disk
+
+    progress = not config.disable_tqdm
+    adapt, adapt_counts = load_pie_programs(script.pie_dir, "adapt", progress=progress)
+    evaluation, eval_counts = load_pie_programs(script.pie_dir, "eval", progress=progress)
+    if len(adapt) == 0 or len(evaluation) == 0:
+        sys.exit(
+            f"PIE in {script.pie_dir}: {len(adapt)} adaptation and {len(evaluation)} evaluation programs pass"
+        )
+    rl = adapt.shuffle(seed=seed).select(range(min(script.rl_prompts, len(adapt))))
+    feature = rl.features["target_code"]
+    # The adaptation half is trained on from its tests only: its targets leave the rows before any stage.
+    rl = rl.remove_columns("target_code").add_column("target_code", [None] * len(rl), feature=feature)
+    synthetic = benchmark(script, seed)["train"]
+    columns = ["prompt", "input_code", "target_code"]
+    labelled = synthetic.select_columns(columns)
+    if script.synthetic_pairs_dir:
+        labelled = concatenate_datasets(
+            [labelled, load_from_disk(script.synthetic_pairs_dir).select_columns(columns)]
+        )
+    test = evaluation.shuffle(seed=seed).select(range(min(script.max_eval, len(evaluation))))
+    val = test.select(range(min(script.val_size, len(test))))
+    sizes = {
+        "train": len(labelled), "labelled": len(labelled), "tests_only": len(adapt), "rl_prompts": len(rl),
+        "validation": len(val), "test": len(test), "pie_adapt": adapt_counts, "pie_eval": eval_counts,
+    }  # fmt: skip
+    print(
+        f"data: {len(rl)} RL prompts of PIE's adaptation half ({adapt_counts}), {len(labelled)} synthetic SFT "
+        f"rows, {len(test)} held-out programs of its evaluation half ({eval_counts}), {len(val)} of them "
+        "checked during RL"
+    )
+    return labelled, rl, val, test, sizes
 
 
 def start_model(script, config, model_args, train, state: PartialState) -> StartModel:
@@ -429,6 +510,8 @@ def _passes(n: int) -> str:
 
 def rl_arm_name(script: ScriptArguments, n_prompts: int) -> str:
     """The RRHF arm's row name: how much RL it had, and on what."""
+    if script.dataset == "pie":
+        return f"SFT + RRHF ({n_prompts} PIE adaptation programs, tests only, {_passes(script.rl_steps)})"
     if script.tests_only_fraction > 0:
         return f"SFT + RRHF ({n_prompts} tests-only prompts, {_passes(script.rl_steps)})"
     return f"SFT + RRHF ({script.rl_steps} steps)"
@@ -490,6 +573,25 @@ def write_report(
         f"'SFT only' continued SFT from the {start.name} for the same wall-clock time as the RRHF stage "
         f"({rl_energy.seconds:.0f}s, {sft_only.steps} steps).",
     ]
+    if script.dataset == "pie":
+        adapt, held = sizes["pie_adapt"], sizes["pie_eval"]
+        notes.append(
+            f"RRHF: {sizes['rl_prompts']} slow programs of PIE's adaptation half, tests only (targets never "
+            f"read), {_passes(script.rl_steps)}; of its {adapt['programs']} distinct slow programs "
+            f"{adapt['passing_own_tests']} pass their own tests (left out: {adapt['left_out']}). SFT only: "
+            f"{sizes['labelled']} synthetic rows (the bundled benchmark's train split"
+            f"{' and ' + script.synthetic_pairs_dir if script.synthetic_pairs_dir else ''}). Held-out: PIE's "
+            f"evaluation half, {held['passing_own_tests']} of its {held['programs']} distinct slow programs "
+            f"passing their own tests (left out: {held['left_out']}); the RL curve's checks are its first "
+            f"{sizes['validation']}."
+        )
+    no_signal = [h["groups_without_signal"] for h in history if h.get("groups_without_signal") is not None]
+    if no_signal:
+        with_signal = 1 - sum(no_signal) / len(no_signal)
+        notes.append(
+            f"Prompts whose candidates gave any ranking signal (not all equally rewarded): {_pct(with_signal)} "
+            "(the mean over RL updates); a prompt without signal teaches nothing."
+        )
     if script.tests_only_fraction > 0:
         notes.append(
             f"Train split ({sizes['train']} rows) by a fixed hash of problem_id: {sizes['labelled']} "
@@ -544,7 +646,8 @@ def write_report(
             + "; ".join(f"{name}: {'/'.join(f'{x:.2f}' for x in v)}" for name, v in loads.items())
             + f" ({os.cpu_count()} CPUs; each arm alone keeps about 2 busy)."
         )
-    family_rows = per_family(evals, [SFT_ONLY, rrhf_name])
+    has_families = any(o.family for o in evals[rrhf_name].outcomes)
+    family_rows = per_family(evals, [SFT_ONLY, rrhf_name]) if has_families else []
     json_path, md_path = write_results(
         os.path.join(out, "results"),
         rows,
@@ -563,8 +666,11 @@ def write_report(
             "machine_load": loads,
         },
     )
-    with open(md_path, "a") as fh:
-        fh.write("\n## Per family (pass and %OPT, percent)\n\n" + family_table_markdown(family_rows) + "\n")
+    if family_rows:
+        with open(md_path, "a") as fh:
+            fh.write(
+                "\n## Per family (pass and %OPT, percent)\n\n" + family_table_markdown(family_rows) + "\n"
+            )
     plot_rl_curves(history, os.path.join(out, "rl_curves.png"))
     continued = [{**p, "step": p["step"] + start.steps} for p in sft_only.losses]
     plot_loss_curves(
@@ -612,7 +718,7 @@ def main():
         {start.name: start.path, SFT_ONLY: sft_only_dir, rrhf_name: trainer.args.output_dir},
         test,
         config,
-        compare_to_target=script.dataset == "bench",
+        compare_to_target=script.dataset in ("bench", "pie"),
     )
     if not state.is_main_process:
         return

@@ -213,6 +213,9 @@ def _judge(
             )
         summary = aggregate(rows, margin=margin, n_bootstrap=n_bootstrap)
         summary["truncation_rate"] = sum(o.truncated for o in outcomes) / n
+        # Per returned program, not per problem: percent_compiled counts a problem when any beam compiles.
+        programs = [c for cands in rows for c in cands]
+        summary["candidate_compile_rate"] = sum(c.compiled is True for c in programs) / max(len(programs), 1)
         out[name] = ModelEvaluation(name, summary, outcomes)
     return out
 

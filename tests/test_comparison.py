@@ -52,6 +52,15 @@ def test_models_and_target_are_judged_on_the_same_problems(problems, tmp_path):
     # Random tiny models write no passing program; the dataset's targets all pass.
     assert not any(evals["a"].passed) and all(evals[TARGET].passed)
     assert all(o.truncated for o in evals["a"].outcomes)  # 24 tokens never reach EOS at random
+    # Per returned program: every target compiles; a model's share is at most its share of problems with a
+    # compiling program (a problem counts when any of its programs compiles).
+    assert evals[TARGET].summary["candidate_compile_rate"] == 1.0
+    for name in ("a", "b"):
+        assert (
+            0
+            <= evals[name].summary["candidate_compile_rate"]
+            <= evals[name].summary["percent_compiled"] / 100
+        )
     assert all(o.beats_target is False for o in evals["a"].outcomes)
     assert {o.family for o in evals["a"].outcomes} == {"sum_formula", "membership_set"}
 

@@ -185,3 +185,32 @@ def test_cli_defaults_to_the_bundled_checkpoint_which_optimises_an_unseen_proble
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == str(BUNDLED_CHECKPOINT)
     assert status == 0 and result["found"] and result["speedup"] >= 1.10, result
+
+
+def test_optimize_dataset_runs_each_program_and_counts(problem, trained_model, untrained_model):
+    from datasets import Dataset
+
+    from perfrl_trl.inference import optimize_dataset
+
+    rows = Dataset.from_list(
+        [{"problem_id": "p0", "input_code": problem["input_code"], "tests": problem["tests"]}]
+    )
+    executor = Executor(ExecutionConfig(n_trials=TRIALS))
+    try:
+        found = optimize_dataset(
+            rows, trained_model, n=3, max_new_tokens=128, executor=executor, progress=False
+        )
+        empty = optimize_dataset(
+            rows, untrained_model, n=3, max_new_tokens=16, executor=executor, progress=False
+        )
+    finally:
+        executor.close()
+    assert (found["programs"], found["found"], found["found_rate"]) == (1, 1, 1.0)
+    outcome = found["outcomes"][0]
+    assert outcome["problem_id"] == "p0" and outcome["speedup"] >= 1.10 and outcome["n_generated"] == 4
+    assert found["candidate_compile_rate"] == outcome["n_compiled"] / 4 > 0
+    # 16 random tokens of an untrained model never make a program: nothing found, nothing compiles
+    assert (empty["found"], empty["candidate_compile_rate"]) == (0, 0.0)
+    assert empty["outcomes"][0]["tiers"]["R1"] >= 1
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['tests'\]"):
+        optimize_dataset(rows.remove_columns("tests"), untrained_model)

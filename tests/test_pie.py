@@ -86,6 +86,15 @@ def test_splits_disjoint_deterministic_and_complete(fixture):
     assert {k: set(v["problem_id"]) for k, v in other.items()} != ids
 
 
+def test_a_half_keeps_only_its_problems(fixture):
+    halves = {h: load_pie(*fixture, half=h) for h in ("adapt", "eval")}
+    for half, ds in halves.items():
+        assert len(ds) > 0 and {split_of(pid) for pid in ds["problem_id"]} == {half}
+    assert len(halves["adapt"]) + len(halves["eval"]) == 20
+    with pytest.raises(ValueError, match="half must be one of"):
+        load_pie(*fixture, half="test")
+
+
 def test_split_fractions_are_checked():
     with pytest.raises(ValueError, match="sum to 1"):
         split_by_problem(["a", "b"], {"train": 0.5, "test": 0.4})
@@ -272,3 +281,7 @@ def test_real_pie_halves_are_disjoint_and_no_eval_program_was_trained_on():
     for path in manifests:
         trained = set(json.loads(path.read_text())["digests"])
         assert not evaluation & trained, path
+    # A pretraining corpus holds no PIE program of either half (the recipe excludes them all by hash).
+    every = {program_digest(r[k]) for r in rows for k in ("input", "target")}
+    for path in sorted(Path(BUNDLED_CHECKPOINT).parent.rglob("corpus_manifest.json")):
+        assert not every & set(json.loads(path.read_text())["digests"]), path

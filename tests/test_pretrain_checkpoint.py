@@ -12,6 +12,7 @@ from test_train_pie import _launch  # tests/ is on sys.path under pytest's defau
 
 from perfrl_trl.data.benchmark.build import DEFAULT_HELDOUT_FAMILIES
 from perfrl_trl.data.benchmark.pretraining import EVAL_RESERVE, EVAL_SEED, PRETRAIN_SEED
+from perfrl_trl.data.pie import split_of
 from perfrl_trl.models import BUNDLED_CHECKPOINT, checkpoint_card, load_model_and_tokenizer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -35,7 +36,9 @@ def test_train_pie_preset_pretrain_points_at_the_new_recipe(monkeypatch):
     assert "accelerate launch examples/pretrain_checkpoint.py" in message and "--stage" in message
 
 
-@pytest.mark.skipif(not (BUNDLED_CHECKPOINT / "README.md").is_file(), reason="no bundled checkpoint in this checkout")
+@pytest.mark.skipif(
+    not (BUNDLED_CHECKPOINT / "README.md").is_file(), reason="no bundled checkpoint in this checkout"
+)
 def test_its_defaults_are_the_settings_the_shipped_checkpoint_was_trained_with(monkeypatch):
     """The card rendered from the recipe's defaults and the shipped run's outcome is the shipped card."""
     monkeypatch.syspath_prepend(str(EXAMPLES))
@@ -78,7 +81,7 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
             "--save_steps", "1", "--logging_steps", "1", "--curve_every", "1", "--eval_per_family", "3",
             "--max_eval", "2", "--ood_eval", "2", "--val_size", "2", "--max_completion_length", "48",
             "--max_prompt_length", "160", "--eval_num_beams", "2", "--execution_n_trials", "3",
-            "--disable_tqdm", "true"]  # fmt: skip
+            "--disable_tqdm", "true", "--pie_dir", str(tmp_path / "no-pie")]  # fmt: skip
     proc = _launch(out, "--num_processes", "1", script=SCRIPT, args=tiny)
 
     export = out / "checkpoint"
@@ -93,3 +96,65 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
         assert img.size[0] > 300
     model, tok = load_model_and_tokenizer(export)
     assert model.config.is_encoder_decoder and tok.pad_token_id is not None
+    assert "## PIE" not in card and not (out / "pie_eval.json").exists()  # no PIE folder: no PIE section
+
+
+def _tiny_pie(root: Path) -> Path:
+    """A PIE-shaped folder: two problems of the evaluation half (sum to n) and one of the adaptation half."""
+    slow = "n = int(input())\ns = 0\nfor i in range(n + 1):\n    s += i\nprint(s)\n"
+    fast = "n = int(input())\nprint(n * (n + 1) // 2)\n"
+    rows = [{"problem_id": pid, "input": slow + "#" * k, "target": fast} for k, pid in
+            enumerate(("p00001", "p00002", "p00005"))]  # fmt: skip
+    assert [split_of(r["problem_id"]) for r in rows] == ["eval", "eval", "adapt"]
+    (root / "public_test_cases").mkdir(parents=True)
+    (root / "py_test_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for row in rows:
+        folder = root / "public_test_cases" / row["problem_id"]
+        folder.mkdir()
+        (folder / "input.0.txt").write_text("300000\n")
+        (folder / "output.0.txt").write_text(f"{300000 * 300001 // 2}\n")
+    return root
+
+
+@pytest.mark.slow
+def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
+    out = tmp_path / "run"
+    pie = _tiny_pie(tmp_path / "pie")
+    tiny = ["--preset", "real", "--model_size", "tiny", "--families", "sum_formula,string_concat",
+            "--n_per_family", "4", "--denoise_steps", "2", "--denoise_input_length", "64", "--corpus_stdlib", "false",
+            "--corpus_distributions", "tqdm", "--n_rewrite_programs", "2", "--sft_steps", "2", "--sft_bf16", "false",
+            "--per_device_train_batch_size", "2", "--warmup_steps", "0", "--save_steps", "1", "--logging_steps", "1",
+            "--curve_every", "1", "--eval_per_family", "3", "--max_eval", "2", "--ood_eval", "2", "--val_size", "2",
+            "--max_completion_length", "48", "--max_prompt_length", "160", "--eval_num_beams", "2",
+            "--execution_n_trials", "3", "--disable_tqdm", "true", "--pie_dir", str(pie), "--optimize_samples", "1"]  # fmt: skip
+    proc = _launch(out, "--num_processes", "1", script=SCRIPT, args=tiny)
+
+    export = out / "checkpoint"
+    corpus = json.loads((export / "corpus_manifest.json").read_text())
+    assert list(corpus["packages"]) == ["tqdm"] and corpus["counts"]["files"] == len(corpus["digests"]) > 0
+    curve = json.loads((export / "training_curve.json").read_text())
+    assert curve["denoising_loss"] and curve["loss"]
+    rewrites = json.loads((out / "rewrite_pairs" / "report.json").read_text())
+    card = (export / "README.md").read_text()
+    assert card.strip() in proc.stdout
+    assert (
+        "pretrained on real Python by span corruption" in card
+        and "Span-corruption pretraining first: 2 " in card
+    )
+    assert f"- Rewrite pairs: {rewrites['pairs']} pairs from 2 generated scripts" in card
+    assert "Regenerate with `accelerate launch examples/pretrain_checkpoint.py --preset real`." in card
+    # PIE: only the evaluation half is judged, one row per slow program, beside PIE's targets
+    results = json.loads((out / "pie_eval.json").read_text())
+    assert results["counts"] == {"pairs": 2, "problems": 2, "programs": 2, "passing_own_tests": 2,
+                                 "left_out": {}, "judged": 2}  # fmt: skip
+    assert [o["problem_id"] for o in results["checkpoint"]["outcomes"]] == ["p00001", "p00002"]
+    assert results["dataset target"]["summary"]["percent_passed"] == 100.0
+    assert results["optimize"]["programs"] == 2 and all(
+        o["n_generated"] == 2 for o in results["optimize"]["outcomes"]
+    )
+    assert "## PIE, evaluation half" in card and "| PIE target | 2 | 100.0 | 100.0 | 100.0 |" in card
+    # the model learnt with sentinels; the manifest holds the rewrite pairs' slow programs too
+    _, tok = load_model_and_tokenizer(export)
+    assert "<extra_id_0>" in tok.get_vocab()
+    manifest = json.loads((export / "training_manifest.json").read_text())
+    assert len(manifest["digests"]) > manifest["n"]

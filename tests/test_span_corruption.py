@@ -199,3 +199,35 @@ def test_collator_batches_train_a_real_tiny_t5(tokenizer, tmp_path):
         SpanCorruptionCollator(tokenizer, sentinels, max_length=64)(
             [{"input_ids": list(range(10, 10 + window + 4))}]
         )
+
+
+def test_full_target_batches_write_the_whole_window(tokenizer):
+    sentinels = add_sentinels(tokenizer)
+    window, _ = span_corruption_lengths(64)
+    rows = [{"input_ids": list(range(100 + k, 100 + k + window))} for k in range(4)]
+
+    always = SpanCorruptionCollator(tokenizer, sentinels, max_length=64, seed=5, full_target_fraction=1.0)
+    batch = always(rows)
+    for i, row in enumerate(rows):
+        labels = [t for t in batch["labels"][i].tolist() if t != -100]
+        assert labels == [*row["input_ids"], tokenizer.eos_token_id]  # the whole window, then EOS
+        inputs = batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist()
+        assert set(sentinels) & set(inputs)  # the encoder still sees the corrupted copy
+        assert len(inputs) < window
+
+    # Fraction 0 is T5's objective draw for draw; a fraction in between mixes whole batches of each kind.
+    plain = SpanCorruptionCollator(tokenizer, sentinels, max_length=64, seed=5)
+    zero = SpanCorruptionCollator(tokenizer, sentinels, max_length=64, seed=5, full_target_fraction=0.0)
+    assert all(torch.equal(plain(rows)[k], zero(rows)[k]) for k in ("input_ids", "labels"))
+    half = SpanCorruptionCollator(tokenizer, sentinels, max_length=64, seed=5, full_target_fraction=0.5)
+    kinds = []
+    for _ in range(40):
+        lengths = {int(n) for n in (half(rows)["labels"] != -100).sum(dim=1)}
+        full = lengths == {window + 1}
+        assert full or max(lengths) < window // 2  # one kind per batch, never mixed
+        kinds.append(full)
+    assert 5 < sum(kinds) < 35
+
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="full_target_fraction"):
+            SpanCorruptionCollator(tokenizer, sentinels, max_length=64, full_target_fraction=bad)

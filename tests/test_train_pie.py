@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from perfrl_trl.models import load_model_and_tokenizer
+from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_pie.py"
 TINY = [
@@ -48,6 +48,27 @@ def _launch(out: Path, *launch_args: str, extra=(), script=SCRIPT, args=TINY) ->
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def tiny_pie(root: Path) -> Path:
+    """A PIE-shaped folder of distinct "sum to n" programs: p00001 and p00002 in the evaluation half, p00000,
+    p00005 and p00006 in the adaptation half, and in each half one program that fails its own test."""
+    from perfrl_trl.data.pie import split_of
+
+    slow = "n = int(input())\ns = 0\nfor i in range(n + 1):\n    s += i\nprint(s)\n"
+    fast = "n = int(input())\nprint(n * (n + 1) // 2)\n"
+    ids = ("p00001", "p00002", "p00000", "p00005", "p00006")
+    rows = [{"problem_id": pid, "input": slow + "#" * k, "target": fast} for k, pid in enumerate(ids)]
+    rows += [{"problem_id": pid, "input": "print(0)\n", "target": fast} for pid in ("p00002", "p00005")]
+    assert [split_of(pid) for pid in ids] == ["eval", "eval", "adapt", "adapt", "adapt"]
+    (root / "public_test_cases").mkdir(parents=True)
+    (root / "py_test_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for pid in ids:
+        folder = root / "public_test_cases" / pid
+        folder.mkdir()
+        (folder / "input.0.txt").write_text("300000\n")
+        (folder / "output.0.txt").write_text(f"{300000 * 300001 // 2}\n")
+    return root
 
 
 @pytest.mark.slow
@@ -198,3 +219,50 @@ def test_presets_split_compare_and_default_alike_and_schedule_about_four_held_ou
     assert default["generation_batch_size"] == 16 and default["rl_prompts"] == 32
     with pytest.raises(ValueError, match="tests_only_fraction"):
         _parse_train_pie(monkeypatch, tmp_path, "--tests_only_fraction", "1")
+
+
+def test_adapt_preset_trains_on_the_adaptation_half_from_tests_only(monkeypatch, tmp_path):
+    pie = tiny_pie(tmp_path / "pie")
+    train_pie, script, config, _ = _parse_train_pie(
+        monkeypatch, tmp_path, "--preset", "adapt", "--pie_dir", str(pie), "--n_per_family", "3"
+    )
+    assert (script.dataset, script.tests_only_fraction, config.max_completion_length) == (
+        "pie",
+        0.0,
+        512,
+    )
+    labelled, rl_train, val, test, sizes = train_pie.held_out_splits(script, config)
+    assert sorted(rl_train["problem_id"]) == ["p00000", "p00005", "p00006"]  # the half's passing programs
+    assert list(rl_train["target_code"]) == [None] * 3  # its targets never reach training
+    assert sorted(test["problem_id"]) == ["p00001", "p00002"] and all(test["target_code"])
+    assert set(val["problem_id"]) <= set(test["problem_id"])
+    assert sizes["pie_adapt"] == {"pairs": 4, "problems": 3, "programs": 4, "passing_own_tests": 3,
+                                  "left_out": {"wrong_answer": 1}}  # fmt: skip
+    assert sizes["pie_eval"]["left_out"] == {"wrong_answer": 1}
+    # SFT-only learns from the synthetic data: the bundled benchmark, no PIE program at all
+    pie_programs = {*rl_train["input_code"], *test["input_code"]}
+    assert len(labelled) > 0 and not set(labelled["input_code"]) & pie_programs
+    assert train_pie.rl_arm_name(script, 3) == "SFT + RRHF (3 PIE adaptation programs, tests only, 1 pass)"
+    with pytest.raises(ValueError, match="pie"):
+        _parse_train_pie(monkeypatch, tmp_path, "--preset", "adapt", "--tests_only_fraction", "0.5")
+
+
+@pytest.mark.slow
+def test_adapt_preset_runs_end_to_end_on_a_tiny_pie(tmp_path):
+    pie = tiny_pie(tmp_path / "pie")
+    out = tmp_path / "run"
+    model = create_pretrained("t5", "tiny", tmp_path / "t5-tiny", seed=0)
+    args = ["--preset", "adapt", "--pie_dir", str(pie), "--model_name_or_path", str(model),
+            "--families", "sum_formula,string_concat", "--n_per_family", "4", "--val_size", "1",
+            "--per_device_train_batch_size", "2", "--max_completion_length", "48", "--max_prompt_length", "160",
+            "--eval_num_beams", "2", "--num_random_samples", "1", "--execution_n_trials", "3",
+            "--disable_tqdm", "true"]  # fmt: skip
+    proc = _launch(out, "--num_processes", "1", args=args)
+    results = json.loads((out / "results.json").read_text())
+    arm = "SFT + RRHF (3 PIE adaptation programs, tests only, 1 pass)"
+    assert list(results["rows"]) == ["start model", "SFT only (same compute)", arm, "dataset target"]
+    assert results["rows"]["dataset target"]["n_samples"] == 2
+    assert sorted(o["problem_id"] for o in results["outcomes"][arm]) == ["p00001", "p00002"]
+    table = (out / "results.md").read_text()
+    assert "PIE's adaptation half, tests only" in table and "gave any ranking signal" in table
+    assert "## Per family" not in table and table.strip() in proc.stdout

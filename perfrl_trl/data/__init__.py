@@ -15,7 +15,7 @@ from .._lazy import lazy_attributes
 if TYPE_CHECKING:
     from .benchmark import FAMILIES, build_benchmark, generate_problems
     from .corpus import SourceFile, build_corpus, python_sources
-    from .pie import DataError, FilterReport, filter_executable, load_pie, split_of
+    from .pie import DataError, FilterReport, filter_executable, load_pie, load_pie_programs, split_of
     from .rewrite_pairs import build_rewrite_pairs, candidate_rewrites
     from .rewrites import REWRITES, applicable_rewrites, apply_rewrites
     from .shapes import SHAPES, SlowProgram, generate_programs, with_expected_outputs
@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 
 _LAZY = {
     **dict.fromkeys(("FAMILIES", "build_benchmark", "generate_problems"), ".benchmark"),
-    **dict.fromkeys(("DataError", "FilterReport", "filter_executable", "load_pie", "split_of"), ".pie"),
+    **dict.fromkeys(
+        ("DataError", "FilterReport", "filter_executable", "load_pie", "load_pie_programs", "split_of"),
+        ".pie",
+    ),
     **dict.fromkeys(("problem_unit", "hash_split_by_problem"), ".splits"),
     **dict.fromkeys(("REWRITES", "applicable_rewrites", "apply_rewrites"), ".rewrites"),
     **dict.fromkeys(("build_rewrite_pairs", "candidate_rewrites"), ".rewrite_pairs"),
@@ -72,6 +75,7 @@ __all__ = [
     "generate_programs",
     "hash_split_by_problem",
     "load_pie",
+    "load_pie_programs",
     "noise_counts",
     "problem_unit",
     "python_sources",

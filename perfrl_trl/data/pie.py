@@ -160,6 +160,7 @@ def read_tests(tests_dir: str | os.PathLike, problem_id: str) -> list[dict[str, 
 # The salt of the fixed adaptation/evaluation split: changing it would move problems between the halves, and
 # the evaluation half must never have been trained on.
 ADAPT_EVAL_SALT = "pie-adapt-eval-v1"
+HALVES = ("adapt", "eval")
 
 
 def split_of(problem_id: str) -> str:
@@ -325,6 +326,7 @@ def load_pie(
     input_field: str = "input",
     target_field: str = "target",
     return_report: bool = False,
+    half: str | None = None,
 ) -> datasets.Dataset | datasets.DatasetDict | tuple[Any, FilterReport | None]:
     """Load PIE slow/fast pairs with their public tests as a `datasets.Dataset` or `DatasetDict`.
 
@@ -349,6 +351,8 @@ def load_pie(
             `"code_v1_no_empty_lines"` give PIE's copies without blank lines.
         return_report (`bool`, defaults to `False`): also return the [`FilterReport`] (`None` when not
             filtering).
+        half (`str`, *optional*): `"adapt"` or `"eval"`: keep only the problems of that half of the fixed split
+            ([`split_of`]), before filtering (so only that half's slow programs are run) and before `splits`.
 
     Returns:
         `datasets.Dataset` or `datasets.DatasetDict` (with the split names in the order given), or a tuple of
@@ -367,7 +371,13 @@ def load_pie(
         True
         ```
     """
+    if half is not None and half not in HALVES:
+        raise ValueError(f"load_pie: half must be one of {HALVES} or None, got {half!r}")
     pairs = read_pairs(pairs_jsonl, input_field, target_field)
+    if half is not None:
+        pairs = [(lineno, row) for lineno, row in pairs if split_of(row["problem_id"]) == half]
+        if not pairs:
+            raise DataError(f"{pairs_jsonl}: no pair of a problem of the {half!r} half")
     tests_root = Path(tests_dir)
     if not tests_root.is_dir():
         raise DataError(f"{tests_root}: tests folder not found")
@@ -416,3 +426,49 @@ def load_pie(
 
 
 _filter = filter_executable  # `load_pie`'s boolean argument shadows the function's name inside it
+
+
+def load_pie_programs(
+    pie_dir: str | os.PathLike,
+    half: str,
+    executor: Any = None,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """One row per distinct slow program of one half of PIE that passes its own public tests.
+
+    PIE pairs one slow program with several targets at times; a program is judged (and, for training, prompted)
+    once, with the first pair's target. Programs that fail their own tests (Python 2 `input()`,
+    `fractions.gcd`, scipy, ...) can be neither judged nor rewarded: they are left out and counted.
+
+    Args:
+        pie_dir (`str` or `os.PathLike`): PIE's folder (`py_test_pairs.jsonl`, `public_test_cases/`).
+        half (`str`): `"adapt"` or `"eval"` (see [`split_of`]).
+        executor, progress, cache_dir: As in [`filter_executable`].
+
+    Returns:
+        `(dataset, counts)`: [`load_pie`]'s columns; `counts` has `pairs` and `problems` of the half, its distinct
+        `programs`, those `passing_own_tests`, and `left_out` (the dropped programs per verdict status).
+
+    Example:
+        ```python
+        >>> programs, counts = load_pie_programs("../shared/pie", "eval")  # doctest: +SKIP
+        >>> counts["passing_own_tests"] == len(programs)  # doctest: +SKIP
+        True
+        ```
+    """
+    root = Path(pie_dir)
+    rows = load_pie(root / "py_test_pairs.jsonl", root / "public_test_cases", half=half, progress=progress)
+    first: dict[str, int] = {}
+    for i, code in enumerate(rows["input_code"]):
+        first.setdefault(code, i)
+    distinct = rows.select(sorted(first.values()))
+    kept, report = filter_executable(distinct, executor=executor, cache_dir=cache_dir, progress=progress)
+    counts = {
+        "pairs": len(rows),
+        "problems": len(set(rows["problem_id"])),
+        "programs": len(distinct),
+        "passing_own_tests": report.kept,
+        "left_out": report.dropped_by_status,
+    }
+    return kept, counts

@@ -306,6 +306,12 @@ class SpanCorruptionCollator:
     longest; padded label positions are -100, which the model's loss ignores (T5 builds its decoder inputs
     from the labels). Other columns of the rows are ignored.
 
+    With `full_target_fraction` > 0, that share of the batches (drawn per batch, so that a batch's labels share
+    one length and padding stays small) get the whole window as their labels instead of the spans: the decoder
+    then writes the program out in full from its corrupted copy, as BART's text infilling does. Span targets
+    alone teach syntax but never make the decoder reproduce a whole file; a code-rewriting model's outputs are
+    mostly copies of its input, and the full targets are what teach it to copy.
+
     Randomness is reproducible: the `k`-th call (batch) of a collator uses
     `random.Random(f"{seed}:{worker}:{k}")`, `worker` being the `torch.utils.data` worker id (0 in the main
     process), and its rows draw from it in order. The same seed, data order and number of dataloader workers
@@ -321,6 +327,8 @@ class SpanCorruptionCollator:
         noise_density (`float`, defaults to 0.15): As in [`span_corrupt`].
         mean_span_length (`float`, defaults to 3.0): As in [`span_corrupt`].
         seed (`int`, defaults to 0): Base seed of the corruption.
+        full_target_fraction (`float`, defaults to 0.0): Share of batches whose labels are the whole window
+            (then EOS) rather than the sentinel-marked spans; 0 is T5's objective.
 
     Example:
         ```python
@@ -341,8 +349,11 @@ class SpanCorruptionCollator:
         noise_density: float = 0.15,
         mean_span_length: float = 3.0,
         seed: int = 0,
+        full_target_fraction: float = 0.0,
     ):
         _check_settings(noise_density, mean_span_length)
+        if not 0.0 <= full_target_fraction <= 1.0:
+            raise ValueError(f"full_target_fraction must be in [0, 1], got {full_target_fraction}")
         if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer needs a pad and an EOS token")
         self.pad_token_id = tokenizer.pad_token_id
@@ -352,6 +363,7 @@ class SpanCorruptionCollator:
         self.noise_density = noise_density
         self.mean_span_length = mean_span_length
         self.seed = seed
+        self.full_target_fraction = full_target_fraction
         self.calls = 0
 
     def rng_for_call(self, call: int) -> random.Random:
@@ -367,6 +379,8 @@ class SpanCorruptionCollator:
 
         rng = self.rng_for_call(self.calls)
         self.calls += 1
+        # Drawn only when asked for: with a fraction of 0 the batches are exactly T5's, draw for draw.
+        full = self.full_target_fraction > 0 and rng.random() < self.full_target_fraction
         inputs, labels = [], []
         for row in features:
             ids = list(row["input_ids"])
@@ -384,7 +398,7 @@ class SpanCorruptionCollator:
                     f"max_length={self.max_length}; chunk the corpus into windows of at most {window} tokens"
                 )
             inputs.append(source)
-            labels.append(target)
+            labels.append([*ids, self.eos_token_id] if full else target)
         width = max(len(x) for x in inputs)
         label_width = max(len(x) for x in labels)
         return {

@@ -67,7 +67,9 @@ def export_checkpoint(
         (dst / name).write_text(text)
     size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
     if size > MAX_BUNDLED_BYTES:
-        raise ValueError(f"{dst} is {size / 2**20:.1f} MiB, over the {MAX_BUNDLED_BYTES / 2**20:.0f} MiB limit")
+        raise ValueError(
+            f"{dst} is {size / 2**20:.1f} MiB, over the {MAX_BUNDLED_BYTES / 2**20:.0f} MiB limit"
+        )
     return dst
 
 
@@ -89,6 +91,10 @@ def checkpoint_card(
     seconds: float,
     eval_per_family: int,
     cores: int | None = None,
+    denoising: Mapping[str, Any] | None = None,
+    rewrite_pairs: Mapping[str, Any] | None = None,
+    pie: Mapping[str, Any] | None = None,
+    preset: str = "bench",
 ) -> str:
     """The bundled checkpoint's README.md: its data, its training and its held-out results.
 
@@ -104,14 +110,59 @@ def checkpoint_card(
         steps, seconds: How long the training ran.
         eval_per_family: The `build_benchmark(n_per_family=..., seed=eval_seed)` the results come from.
         cores: The machine's CPU cores (default: `os.cpu_count()`).
+        denoising: When the model was first pretrained by span corruption: ``steps``, ``seconds``,
+            ``input_length``, ``full_target_fraction`` and ``corpus`` (`build_corpus`'s manifest).
+        rewrite_pairs: When SFT also saw verified rewrite pairs: `build_rewrite_pairs`'s report, with ``seed`` and
+            ``repeats`` (times each pair is in the SFT data).
+        pie: Results on PIE's evaluation half: ``counts`` (``programs``, ``passing_own_tests``, ``left_out``,
+            ``judged``), ``checkpoint`` and ``dataset target`` (`ModelEvaluation.to_dict()`), ``optimize``
+            (`optimize_dataset`'s report, with the ``samples`` it drew per program).
+        preset: The recipe's `--preset` (the card says how to regenerate the checkpoint).
     """
 
     def row(label: str, s: Mapping[str, Any]) -> str:
         ci = s.get("percent_passed_ci") or (None, None)
-        return (f"| {label} | {s['n_samples']} | {s['percent_passed']:.1f} [{ci[0]:.1f}, {ci[1]:.1f}] | "
-                f"{s['percent_optimized']:.1f} | {s['percent_compiled']:.1f} | {100 * s['truncation_rate']:.1f} |")
+        return (
+            f"| {label} | {s['n_samples']} | {s['percent_passed']:.1f} [{ci[0]:.1f}, {ci[1]:.1f}] | "
+            f"{s['percent_optimized']:.1f} | {s['percent_compiled']:.1f} | {100 * s['truncation_rate']:.1f} |"
+        )
 
+    how_trained = (
+        "trained from scratch with supervised fine-tuning on the bundled benchmark's\nslow -> fast pairs"
+    )
+    extra_data = extra_training = ""
+    if denoising:
+        corpus = denoising["corpus"]
+        how_trained = (
+            "pretrained on real Python by span corruption, then fine-tuned on the bundled benchmark's\n"
+            "slow -> fast pairs" + (" and on verified rewrites of generated scripts" if rewrite_pairs else "")
+        )
+        n_dists = sum(name != "python-stdlib" for name in corpus["packages"])
+        extra_data += (
+            f"- Denoising corpus: {corpus['counts']['files']} Python files ({corpus['counts']['bytes'] / 1e6:.0f} MB) "
+            f"of the standard library of Python {corpus['python']} and of {n_dists} installed distributions, read\n"
+            f"  where they are installed and deduplicated by content; {corpus['counts']['excluded']} files left out "
+            "because their hash is a PIE or\n  evaluation program's. `corpus_manifest.json` lists each package's "
+            "version and every file's hash.\n"
+        )
+        extra_training = (
+            f"Span-corruption pretraining first: {denoising['steps']} optimizer steps in "
+            f"{denoising['seconds'] / 60:.0f} minutes, windows corrupted\nto at most {denoising['input_length']} "
+            f"tokens (15% noise in spans of 3), {100 * denoising['full_target_fraction']:.0f}% of the batches "
+            "asking for the whole window back.\nThen SFT: "
+        )
+    if rewrite_pairs:
+        extra_data += (
+            f"- Rewrite pairs: {rewrite_pairs['pairs']} pairs from {rewrite_pairs['programs']} generated scripts "
+            f"(`build_rewrite_pairs(seed={rewrite_pairs['seed']})`),\n  each rewritten program judged faster by "
+            f"the sandbox; every pair {rewrite_pairs['repeats']} times in the SFT data.\n"
+        )
     return CARD_TEMPLATE.read_text().format(
+        how_trained=how_trained,
+        preset_flag="" if preset == "bench" else f" --preset {preset}",
+        extra_data=extra_data,
+        extra_training=extra_training,
+        extra_results=pie_section(pie, config) if pie else "",
         model_size=model_size,
         dropout_rate=dropout_rate,
         n_per_family=n_per_family,
@@ -136,4 +187,38 @@ def checkpoint_card(
         n_trials=config.execution_n_trials,
         margin=config.speedup_margin,
         rows="\n".join(row(label, summary) for label, summary in held_out.items()),
+    )
+
+
+def pie_section(pie: Mapping[str, Any], config: Any) -> str:
+    """The model card's section on PIE's evaluation half (see `checkpoint_card`'s `pie`)."""
+    from ..metrics.intervals import wilson_interval
+
+    counts, opt = pie["counts"], pie["optimize"]
+    left_out = ", ".join(f"{k} {v}" for k, v in sorted(counts["left_out"].items())) or "none"
+
+    def row(label: str, s: Mapping[str, Any]) -> str:
+        return (
+            f"| {label} | {s['n_samples']} | {s['percent_compiled']:.1f} | "
+            f"{100 * s['candidate_compile_rate']:.1f} | {s['percent_passed']:.1f} | "
+            f"{s['percent_optimized']:.1f} | {s['speedup']:.2f} | {s['runtime_reduction']:.1f} |"
+        )
+
+    lo, hi = wilson_interval(opt["found"], opt["programs"])
+    model = f"checkpoint (beam {config.eval_num_beams}, best of {config.eval_num_return_sequences})"
+    return (
+        "\n## PIE, evaluation half\n"
+        "Real programs nobody on the project wrote: the slow programs of PIE's evaluation half "
+        "(`perfrl_trl.data.pie.split_of`),\nnever trained on. "
+        f"{counts['programs']} distinct programs, {counts['passing_own_tests']} of which pass their own public "
+        f"tests ({left_out} left out);\n{counts['judged']} judged, with the beams and timing above, beside "
+        "PIE's own targets judged in the same run.\n\n"
+        "| | n | compile % (problems) | compile % (programs returned) | pass % | %OPT | SP | RTR |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        f"{row(model, pie['checkpoint']['summary'])}\n"
+        f"{row('PIE target', pie['dataset target']['summary'])}\n\n"
+        f"`perfrl-trl optimize` at its defaults (greedy and {opt['samples']} samples) found a verified faster "
+        f"version\nfor {opt['found']} of {opt['programs']} programs "
+        f"({100 * opt['found_rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]); "
+        f"{100 * opt['candidate_compile_rate']:.1f}% of its candidates compile.\n"
     )

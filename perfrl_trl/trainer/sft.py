@@ -21,14 +21,15 @@ from .callbacks import WallClockBudget
 logger = logging.getLogger(__name__)
 
 
-def length_grouped() -> dict[str, object]:
-    """`TrainingArguments` keywords for length-grouped batches, in this transformers version's spelling."""
+def length_grouped(enabled: bool = True) -> dict[str, object]:
+    """`TrainingArguments` keywords for length-grouped batches (or plain random ones), in this transformers
+    version's spelling."""
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     if "train_sampling_strategy" in names:
-        return {"train_sampling_strategy": "group_by_length"}
-    return {"group_by_length": True}
+        return {"train_sampling_strategy": "group_by_length" if enabled else "random"}
+    return {"group_by_length": enabled}
 
 
 def _groups_by_length(args: TrainingArguments) -> bool:
@@ -39,7 +40,7 @@ def _groups_by_length(args: TrainingArguments) -> bool:
 
 @dataclass
 class SFTResult:
-    """What [`supervised_finetune`] returns.
+    """What [`supervised_finetune`] and [`train_with_collator`] return.
 
     Args:
         trainer: The `Trainer` (its model holds the final weights).
@@ -118,6 +119,7 @@ def supervised_finetune(
     seconds: float | None = None,
     callbacks: list | None = None,
     threads: int | None = None,
+    resume_from_checkpoint: str | bool | None = None,
 ) -> SFTResult:
     """Cross-entropy fine-tuning on ``prompt -> target_code`` rows.
 
@@ -132,6 +134,7 @@ def supervised_finetune(
         seconds: Optional wall-clock budget (see [`WallClockBudget`]).
         callbacks: More `TrainerCallback`s.
         threads: Torch CPU threads; default: the usable cores shared among the processes on this machine.
+        resume_from_checkpoint: Passed to `Trainer.train`.
 
     Returns:
         [`SFTResult`].
@@ -163,6 +166,34 @@ def supervised_finetune(
         max_completion_length,
         prompt_truncation_side="right",
     )
+    return train_with_collator(
+        model, tokenizer, train_dataset, collator, args, seconds, callbacks, threads, resume_from_checkpoint
+    )
+
+
+def train_with_collator(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_dataset,
+    collator,
+    args: TrainingArguments,
+    seconds: float | None = None,
+    callbacks: list | None = None,
+    threads: int | None = None,
+    resume_from_checkpoint: str | bool | None = None,
+) -> SFTResult:
+    """The training loop shared by SFT and denoising pretraining: a `Trainer` with `collator`, an optional
+    wall-clock budget, and on CPU the process's whole share of the cores (nothing runs in the sandbox then).
+
+    Args:
+        model, tokenizer, train_dataset, args, seconds, callbacks, threads: As in [`supervised_finetune`].
+        collator: Turns a list of rows into the model's batch (`input_ids`, `attention_mask`, `labels`).
+        resume_from_checkpoint: Passed to `Trainer.train` (a `checkpoint-N` folder of `args.output_dir`, or
+            `True` for its latest); the wall-clock budget counts from the resumed start.
+
+    Returns:
+        [`SFTResult`].
+    """
     budget = WallClockBudget(seconds) if seconds is not None else None
     trainer = Trainer(
         model=model,
@@ -176,10 +207,10 @@ def supervised_finetune(
         # No sandbox runs during SFT, so the process's whole share of the cores goes to the matrix products.
         threads = torch_threads(sandbox_alongside=False, requested=threads)
         torch.set_num_threads(threads)
-        logger.info("SFT on CPU with %d torch threads", threads)
+        logger.info("training on CPU with %d torch threads", threads)
     else:
         threads = 0
-    output = trainer.train()
+    output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     losses = [
         {"step": r["step"], "loss": r["loss"]}
         for r in trainer.state.log_history
