@@ -433,14 +433,15 @@ def main():
     state = PartialState()
     stage = script.stage
 
-    # the training problems: the pretraining seed's, none of them an evaluation problem
-    families = script.families.split(",") if script.families else None
-    problems, dropped = pretraining_problems(script.n_per_family, seed=PRETRAIN_SEED, families=families)
-
     if stage in ("all", "denoise") and script.denoise_steps > 0:
         denoise(script, config, model_args, state)
     if stage in ("all", "pairs") and script.n_rewrite_programs > 0:
         rewrite_pairs(script, config, state)
+    if stage not in ("all", "train", "package"):
+        return
+    # the training problems: the pretraining seed's, none of them an evaluation problem (minutes to generate)
+    families = script.families.split(",") if script.families else None
+    problems, dropped = pretraining_problems(script.n_per_family, seed=PRETRAIN_SEED, families=families)
     if stage in ("all", "train"):
         train(script, config, model_args, problems, dropped, state)
     if stage in ("all", "package"):
