@@ -302,7 +302,8 @@ def sft_args(config: RRHFConfig, out_dir: str, lr: float, max_steps: int, bf16: 
             "remove_unused_columns": False,
             "seed": config.seed,
             "bf16": bf16,
-            "use_cpu": config.use_cpu,
+            # bf16 autocast on a machine without an accelerator is CPU training; TrainingArguments wants it said.
+            "use_cpu": config.use_cpu or (bf16 and not torch.cuda.is_available()),
             "lr_scheduler_type": "constant_with_warmup",
             "warmup_steps": 20,
             **length_grouped(),

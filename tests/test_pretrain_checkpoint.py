@@ -122,7 +122,7 @@ def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
     pie = _tiny_pie(tmp_path / "pie")
     tiny = ["--preset", "real", "--model_size", "tiny", "--families", "sum_formula,string_concat",
             "--n_per_family", "4", "--denoise_steps", "2", "--denoise_input_length", "64", "--corpus_stdlib", "false",
-            "--corpus_distributions", "tqdm", "--n_rewrite_programs", "2", "--sft_steps", "2", "--sft_bf16", "false",
+            "--corpus_distributions", "tqdm", "--n_rewrite_programs", "2", "--sft_steps", "2",
             "--per_device_train_batch_size", "2", "--warmup_steps", "0", "--save_steps", "1", "--logging_steps", "1",
             "--curve_every", "1", "--eval_per_family", "3", "--max_eval", "2", "--ood_eval", "2", "--val_size", "2",
             "--max_completion_length", "48", "--max_prompt_length", "160", "--eval_num_beams", "2",
