@@ -165,15 +165,15 @@ class ScriptArguments:
     dataset: str = field(
         default="bench",
         metadata={
-            "help": "'bench' (bundled, offline), 'pie', or 'pie': RL on the slow programs of PIE's "
-            "adaptation half from their tests alone, SFT only on the bundled benchmark (and "
-            "--synthetic_pairs_dir), both judged on PIE's evaluation half."
+            "help": "'bench' (bundled, offline) or 'pie': RL on the slow programs of PIE's adaptation half "
+            "(split_of) from their tests alone, SFT only on the bundled benchmark (and --synthetic_pairs_dir), "
+            "both judged on PIE's evaluation half."
         },
     )
     synthetic_pairs_dir: str | None = field(
         default=None,
         metadata={
-            "help": "pie: more synthetic SFT rows for the SFT-only arm, a datasets folder with prompt and "
+            "help": "--dataset pie: more synthetic SFT rows for the SFT-only arm, a datasets folder with prompt and "
             "target_code (e.g. examples/pretrain_checkpoint.py's <output_dir>/rewrite_pairs)."
         },
     )
@@ -218,9 +218,7 @@ class ScriptArguments:
 
     def __post_init__(self):
         if self.dataset == "pie" and self.tests_only_fraction:
-            raise ValueError(
-                "--dataset pie has no labelled train split: leave --tests_only_fraction at 0"
-            )
+            raise ValueError("--dataset pie has no labelled train split: leave --tests_only_fraction at 0")
         if not 0 <= self.tests_only_fraction < 1:
             raise ValueError(f"--tests_only_fraction must be in [0, 1), got {self.tests_only_fraction}")
         if self.rl_eval_points is not None and self.rl_eval_points < 1:
