@@ -42,6 +42,7 @@ from train_pie import (  # this script's folder is on sys.path
     sft,
     sft_args,
 )
+from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
 from perfrl_trl.comparison import evaluate_models
@@ -203,9 +204,9 @@ def excluded_digests(pie_dir: str) -> set[str]:
     return digests
 
 
-def last_checkpoint(folder: str) -> str | None:
-    saved = [d for d in os.listdir(folder) if d.startswith("checkpoint-")] if os.path.isdir(folder) else []
-    return os.path.join(folder, max(saved, key=lambda d: int(d.split("-")[1]))) if saved else None
+def resume_point(script, folder: str) -> str | None:
+    """With `--resume`, the latest `checkpoint-N` of a training stage's folder (None when it has none)."""
+    return get_last_checkpoint(folder) if script.resume and os.path.isdir(folder) else None
 
 
 def denoise(script, config, model_args, state) -> str:
@@ -230,7 +231,7 @@ def denoise(script, config, model_args, state) -> str:
     result = denoising_pretrain(
         model, tok, windows, args, script.denoise_input_length,
         full_target_fraction=script.full_target_fraction, seconds=script.denoise_seconds,
-        resume_from_checkpoint=last_checkpoint(out) if script.resume else None,
+        resume_from_checkpoint=resume_point(script, out),
     )  # fmt: skip
     result.trainer.save_model(out)
     if state.is_main_process:
@@ -260,15 +261,21 @@ def rewrite_pairs(script, config, state) -> str:
     return out
 
 
-def sft_data(script, config, problems):
-    """Stage 3's rows: the benchmark's training problems and the rewrite pairs (each `rewrite_repeats` times)."""
+def saved_rewrite_pairs(script, config):
+    """The `pairs` stage's rows (prompt, input_code, target_code), or None when the preset has none."""
     from datasets import load_from_disk
 
-    columns = ["prompt", "input_code", "target_code"]
-    data = to_dataset(problems).select_columns(columns)
-    pairs = None
-    if script.n_rewrite_programs > 0:
-        pairs = load_from_disk(os.path.join(config.output_dir, "rewrite_pairs")).select_columns(columns)
+    if script.n_rewrite_programs <= 0:
+        return None
+    pairs = load_from_disk(os.path.join(config.output_dir, "rewrite_pairs"))
+    return pairs.select_columns(["prompt", "input_code", "target_code"])
+
+
+def sft_data(script, config, problems):
+    """Stage 3's rows: the benchmark's training problems and the rewrite pairs (each `rewrite_repeats` times)."""
+    data = to_dataset(problems).select_columns(["prompt", "input_code", "target_code"])
+    pairs = saved_rewrite_pairs(script, config)
+    if pairs is not None:
         data = concatenate_datasets([data, *[pairs] * script.rewrite_repeats])
     return data.shuffle(seed=config.seed), pairs
 
@@ -288,7 +295,7 @@ def train(script, config, model_args, problems, dropped, state):
         start, sft_dir, config, data, config.learning_rate, script.sft_steps, script.sft_seconds, script.sft_bf16,
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
         warmup_steps=config.warmup_steps, save_strategy="steps", save_steps=config.save_steps,
-        resume=last_checkpoint(sft_dir) if script.resume else None,
+        resume=resume_point(script, sft_dir),
     )  # fmt: skip
     if state.is_main_process:
         with open(os.path.join(sft_dir, "sft_result.json"), "w") as fh:
@@ -376,7 +383,7 @@ def package(script, config, model_args, problems, dropped, state):
     if script.n_rewrite_programs > 0:
         with open(os.path.join(out, "rewrite_pairs", "report.json")) as fh:
             rewrites = json.load(fh)
-    _, pairs = sft_data(script, config, problems)
+    pairs = saved_rewrite_pairs(script, config)
     card = checkpoint_card(
         {
             f"test (training families: {len(set(bench['test']['family']))})": held_out["test"].summary,

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_train_pie import _launch  # tests/ is on sys.path under pytest's default import mode
+from test_train_pie import _launch, tiny_pie  # tests/ is on sys.path under pytest's default import mode
 
 from perfrl_trl.data.benchmark.build import DEFAULT_HELDOUT_FAMILIES
 from perfrl_trl.data.benchmark.pretraining import EVAL_RESERVE, EVAL_SEED, PRETRAIN_SEED
-from perfrl_trl.data.pie import split_of
 from perfrl_trl.models import BUNDLED_CHECKPOINT, checkpoint_card, load_model_and_tokenizer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -99,27 +98,10 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
     assert "## PIE" not in card and not (out / "pie_eval.json").exists()  # no PIE folder: no PIE section
 
 
-def _tiny_pie(root: Path) -> Path:
-    """A PIE-shaped folder: two problems of the evaluation half (sum to n) and one of the adaptation half."""
-    slow = "n = int(input())\ns = 0\nfor i in range(n + 1):\n    s += i\nprint(s)\n"
-    fast = "n = int(input())\nprint(n * (n + 1) // 2)\n"
-    rows = [{"problem_id": pid, "input": slow + "#" * k, "target": fast} for k, pid in
-            enumerate(("p00001", "p00002", "p00005"))]  # fmt: skip
-    assert [split_of(r["problem_id"]) for r in rows] == ["eval", "eval", "adapt"]
-    (root / "public_test_cases").mkdir(parents=True)
-    (root / "py_test_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    for row in rows:
-        folder = root / "public_test_cases" / row["problem_id"]
-        folder.mkdir()
-        (folder / "input.0.txt").write_text("300000\n")
-        (folder / "output.0.txt").write_text(f"{300000 * 300001 // 2}\n")
-    return root
-
-
 @pytest.mark.slow
 def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
     out = tmp_path / "run"
-    pie = _tiny_pie(tmp_path / "pie")
+    pie = tiny_pie(tmp_path / "pie")
     tiny = ["--preset", "real", "--model_size", "tiny", "--families", "sum_formula,string_concat",
             "--n_per_family", "4", "--denoise_steps", "2", "--denoise_input_length", "64", "--corpus_stdlib", "false",
             "--corpus_distributions", "tqdm", "--n_rewrite_programs", "2", "--sft_steps", "2",
@@ -145,8 +127,9 @@ def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
     assert "Regenerate with `accelerate launch examples/pretrain_checkpoint.py --preset real`." in card
     # PIE: only the evaluation half is judged, one row per slow program, beside PIE's targets
     results = json.loads((out / "pie_eval.json").read_text())
-    assert results["counts"] == {"pairs": 2, "problems": 2, "programs": 2, "passing_own_tests": 2,
-                                 "left_out": {}, "judged": 2}  # fmt: skip
+    # the fixture's evaluation half: three distinct programs, one of which fails its own test
+    assert results["counts"] == {"pairs": 3, "problems": 2, "programs": 3, "passing_own_tests": 2,
+                                 "left_out": {"wrong_answer": 1}, "judged": 2}  # fmt: skip
     assert [o["problem_id"] for o in results["checkpoint"]["outcomes"]] == ["p00001", "p00002"]
     assert results["dataset target"]["summary"]["percent_passed"] == 100.0
     assert results["optimize"]["programs"] == 2 and all(
