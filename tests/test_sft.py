@@ -7,11 +7,12 @@ import logging
 import pytest
 import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.execution.cores import usable_cores
 from perfrl_trl.models import build_model, load_tokenizer
-from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget
+from perfrl_trl.trainer.callbacks import BudgetProgress, RLCurve, WallClockBudget
 from perfrl_trl.trainer.sft import count_unfit_targets, length_grouped, supervised_finetune
 
 
@@ -51,12 +52,17 @@ def test_sft_learns_uses_all_cores_and_groups_by_length(train, tmp_path):
     assert "length" in result.trainer.train_dataset.column_names
 
 
-def test_wall_clock_budget_stops_training(train, tmp_path):
+def test_wall_clock_budget_stops_training_and_its_bar_counts_the_budget(train, tmp_path, capfd):
     tok = load_tokenizer()
-    result = supervised_finetune(
-        build_model("t5", "tiny", tok), tok, train, _args(tmp_path, max_steps=10_000), 128, 128, seconds=1.0
-    )
+    args = _args(tmp_path, max_steps=10_000)
+    args.disable_tqdm = False
+    result = supervised_finetune(build_model("t5", "tiny", tok), tok, train, args, 128, 128, seconds=1.0)
     assert 1 <= result.steps < 10_000
+    assert not any(isinstance(c, ProgressCallback) and not isinstance(c, BudgetProgress)
+                   for c in result.trainer.callback_handler.callbacks)  # fmt: skip
+    bar = capfd.readouterr().err.replace("\r", "\n").splitlines()
+    last = [line for line in bar if "of 0:01" in line][-1]  # the budget, not an ETA for 10,000 steps
+    assert f"step {result.steps}/10000" in last and "100%" in last, last
 
 
 def test_sft_rejects_bad_input(train, tmp_path):
@@ -71,6 +77,8 @@ def test_sft_rejects_bad_input(train, tmp_path):
         supervised_finetune(model, tok, train, bad, 64, 64)
     with pytest.raises(ValueError, match="seconds"):
         WallClockBudget(0)
+    with pytest.raises(ValueError, match="seconds"):
+        BudgetProgress(-1)
 
 
 def test_unfit_targets_are_counted_and_warned(train, caplog):

@@ -2,6 +2,7 @@
 
 - [`WallClockBudget`]: stops training once a wall-clock budget is spent, at the same optimizer step on every
   rank (the decision is reduced across ranks).
+- [`BudgetProgress`]: the progress bar of a run bounded by time and steps, whichever ends it first.
 - [`RLCurve`]: records the held-out rates of each evaluation by optimizer update and joins them with the
   trainer's per-update candidate rates into the paper's Fig. 2 curve (see
   `perfrl_trl.reporting.plot_rl_curves`).
@@ -13,7 +14,9 @@ import time
 from typing import ClassVar
 
 import torch
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 
 def _any_rank(flag: bool) -> bool:
@@ -60,6 +63,63 @@ class WallClockBudget(TrainerCallback):
         self.elapsed = time.monotonic() - self.start
         if _any_rank(self.elapsed >= self.seconds):
             control.should_training_stop = True
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return (
+        f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+    )
+
+
+class BudgetProgress(ProgressCallback):
+    """The training bar of a run that a wall-clock budget may end before `max_steps`.
+
+    Transformers' bar counts steps towards `max_steps`; under a time budget with a large step cap it would show
+    an ETA of days for a run that ends in minutes. This bar fills with whichever share is larger, of the budget
+    spent or of the steps done (training stops at the first to reach 100%), and shows both.
+
+    Args:
+        seconds (`float`): the wall-clock budget, counted from `on_train_begin` as [`WallClockBudget`] counts it.
+
+    Example:
+        ```python
+        >>> from perfrl_trl.trainer.callbacks import BudgetProgress
+        >>> bar = BudgetProgress(600.0)  # Trainer(...); trainer.remove_callback(ProgressCallback); add this one
+        >>> bar.seconds
+        600.0
+        ```
+    """
+
+    SCALE: ClassVar[int] = 1000  # bar units per run
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        if not seconds > 0:
+            raise ValueError(f"BudgetProgress.seconds must be > 0, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.start = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+        self.current_step = 0
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(
+                total=self.SCALE, dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}"
+            )
+            self._show(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self._show(state)
+
+    def _show(self, state) -> None:
+        elapsed = time.monotonic() - self.start
+        done = max(elapsed / self.seconds, state.global_step / max(state.max_steps, 1))
+        self.training_bar.n = min(self.SCALE, round(self.SCALE * done))
+        self.training_bar.set_postfix_str(
+            f"step {state.global_step}/{state.max_steps}, {_clock(elapsed)} of {_clock(self.seconds)}"
+        )
 
 
 class RLCurve(TrainerCallback):

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
 from ..collator import SFTCollator
 from ..execution.cores import torch_threads
-from .callbacks import WallClockBudget
+from .callbacks import BudgetProgress, WallClockBudget
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +204,8 @@ def train_with_collator(
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), *([budget] if budget else [])],
     )
+    if budget and trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BudgetProgress(seconds))
     if args.device.type == "cpu":
         # No sandbox runs during SFT, so the process's whole share of the cores goes to the matrix products.
         threads = torch_threads(sandbox_alongside=False, requested=threads)
