@@ -45,7 +45,8 @@ def test_its_defaults_are_the_settings_the_shipped_checkpoint_was_trained_with(m
 
     monkeypatch.setattr(sys, "argv", ["pretrain_checkpoint.py"])
     script, config, model_args = pretrain_checkpoint.parse_args()
-    assert (script.stage, script.sft_steps, script.sft_seconds, script.sft_bf16) == ("all", 4500, 5400, True)
+    assert (script.preset, script.stage, script.sft_bf16) == ("bench", "all", True)
+    assert (script.sft_steps, script.sft_seconds) == (4500, 5400)
     assert (script.max_eval, script.val_size, config.save_steps, config.logging_steps) == (390, 78, 500, 50)
     manifest = json.loads((BUNDLED_CHECKPOINT / "training_manifest.json").read_text())
     card = checkpoint_card(
@@ -75,7 +76,7 @@ def test_its_defaults_are_the_settings_the_shipped_checkpoint_was_trained_with(m
 @pytest.mark.slow
 def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path):
     out = tmp_path / "run"
-    tiny = ["--model_size", "tiny", "--families", "sum_formula,string_concat", "--n_per_family", "4",
+    tiny = ["--preset", "bench", "--model_size", "tiny", "--families", "sum_formula,string_concat", "--n_per_family", "4",
             "--sft_steps", "2", "--sft_bf16", "false", "--per_device_train_batch_size", "2", "--warmup_steps", "0",
             "--save_steps", "1", "--logging_steps", "1", "--curve_every", "1", "--eval_per_family", "3",
             "--max_eval", "2", "--ood_eval", "2", "--val_size", "2", "--max_completion_length", "48",
@@ -96,6 +97,7 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
     model, tok = load_model_and_tokenizer(export)
     assert model.config.is_encoder_decoder and tok.pad_token_id is not None
     assert "## PIE" not in card and not (out / "pie_eval.json").exists()  # no PIE folder: no PIE section
+    assert "Regenerate with `accelerate launch examples/pretrain_checkpoint.py --preset bench`." in card
 
 
 @pytest.mark.slow

@@ -94,7 +94,7 @@ def checkpoint_card(
     denoising: Mapping[str, Any] | None = None,
     rewrite_pairs: Mapping[str, Any] | None = None,
     pie: Mapping[str, Any] | None = None,
-    preset: str = "bench",
+    preset: str | None = None,
 ) -> str:
     """The bundled checkpoint's README.md: its data, its training and its held-out results.
 
@@ -117,7 +117,8 @@ def checkpoint_card(
         pie: Results on PIE's evaluation half: ``counts`` (``programs``, ``passing_own_tests``, ``left_out``,
             ``judged``), ``checkpoint`` and ``dataset target`` (`ModelEvaluation.to_dict()`), ``optimize``
             (`optimize_dataset`'s report, with the ``samples`` it drew per program).
-        preset: The recipe's `--preset` (the card says how to regenerate the checkpoint).
+        preset: The recipe's `--preset`, named in the card's command that regenerates the checkpoint (None: the
+            command has no `--preset`).
     """
 
     def row(label: str, s: Mapping[str, Any]) -> str:
@@ -159,7 +160,7 @@ def checkpoint_card(
         )
     return CARD_TEMPLATE.read_text().format(
         how_trained=how_trained,
-        preset_flag="" if preset == "bench" else f" --preset {preset}",
+        preset_flag=f" --preset {preset}" if preset else "",
         extra_data=extra_data,
         extra_training=extra_training,
         extra_results=pie_section(pie, config) if pie else "",
