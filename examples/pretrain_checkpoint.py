@@ -110,7 +110,11 @@ class PretrainArguments:
         metadata={"help": "'all', 'denoise', 'pairs', 'train' or 'package' (evaluate and export)."},
     )
     resume: bool = field(
-        default=False, metadata={"help": "Training stages resume from their latest checkpoint."}
+        default=False,
+        metadata={
+            "help": "Training stages resume from their latest checkpoint; the package stage "
+            "reads back the evaluations it has finished."
+        },
     )
     denoise_steps: int = field(
         default=0, metadata={"help": "Denoising optimizer steps (0: no denoising stage)."}
@@ -308,6 +312,24 @@ def train(script, config, model_args, problems, dropped, state):
             )
 
 
+def kept(script, config, name: str, compute, state):
+    """`compute()`, written to `package/<name>.json` as soon as it ends; with `--resume`, read back instead.
+
+    The package stage judges for hours on CPU: a stopped run resumes after its last finished evaluation.
+    """
+    path = os.path.join(config.output_dir, "package", f"{name}.json")
+    if script.resume and os.path.isfile(path):
+        print(f"{name}: read back from {path} (--resume)")
+        with open(path) as fh:
+            return json.load(fh)
+    result = compute()
+    if state.is_main_process:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return result
+
+
 def validation_curve(script, config, sft_dir, export, trained, validation) -> list[dict]:
     """Pass and compile rates of the saved checkpoints (every `curve_every` steps, and the shipped weights last)."""
     saved = sorted(
@@ -340,14 +362,21 @@ def judge_on_pie(script, config, export, state):
     """The checkpoint and PIE's targets on the evaluation half (beams, best of k), then `optimize`'s defaults."""
     programs, counts = pie_programs(script, config)
     print(f"PIE evaluation half: {counts}")
-    evals = evaluate_models({"checkpoint": export}, programs, config, compare_to_target=True)
+    evals = kept(script, config, "pie_eval", lambda: {
+        name: e.to_dict()
+        for name, e in evaluate_models({"checkpoint": export}, programs, config, compare_to_target=True).items()
+    }, state)  # fmt: skip
     if not state.is_main_process:
         return None
-    # The CLI's defaults (greedy and n samples of up to 512 new tokens, the whole prompt), as a user runs it.
-    optimize = optimize_dataset(programs, export, n=script.optimize_samples, seed=config.seed,
-                                progress=not config.disable_tqdm)  # fmt: skip
-    optimize["samples"] = script.optimize_samples
-    return {"counts": counts, **{name: e.to_dict() for name, e in evals.items()}, "optimize": optimize}
+
+    def run_optimize():
+        # The CLI's defaults (greedy and n samples of up to 512 new tokens, the whole prompt), as a user runs it.
+        result = optimize_dataset(programs, export, n=script.optimize_samples, seed=config.seed,
+                                  progress=not config.disable_tqdm)  # fmt: skip
+        return {**result, "samples": script.optimize_samples}
+
+    optimize = kept(script, config, "pie_optimize", run_optimize, state)
+    return {"counts": counts, **evals, "optimize": optimize}
 
 
 def package(script, config, model_args, problems, dropped, state):
@@ -363,9 +392,9 @@ def package(script, config, model_args, problems, dropped, state):
     held_out = {}
     for split, cap in (("test", script.max_eval), ("test_ood", script.ood_eval)):
         rows = bench[split].shuffle(seed=config.seed).select(range(min(cap, len(bench[split]))))
-        held_out[split] = evaluate_models({"checkpoint": export}, rows, config, compare_to_target=False)[
-            "checkpoint"
-        ]
+        held_out[split] = kept(script, config, split, lambda rows=rows: evaluate_models(
+            {"checkpoint": export}, rows, config, compare_to_target=False
+        )["checkpoint"].summary, state)  # fmt: skip
 
     # the curve: saved checkpoints on the validation split (never on test, which decides the figures)
     val = (
@@ -373,7 +402,8 @@ def package(script, config, model_args, problems, dropped, state):
         .shuffle(seed=config.seed)
         .select(range(min(script.val_size, len(bench["validation"]))))
     )
-    curve = validation_curve(script, config, sft_dir, export, trained, val)
+    curve = kept(script, config, "validation_curve",
+                 lambda: validation_curve(script, config, sft_dir, export, trained, val), state)  # fmt: skip
     pie = judge_on_pie(script, config, export, state) if pie_files(script.pie_dir) else None
     if not state.is_main_process:
         return
@@ -390,8 +420,8 @@ def package(script, config, model_args, problems, dropped, state):
     pairs = saved_rewrite_pairs(script, config)
     card = checkpoint_card(
         {
-            f"test (training families: {len(set(bench['test']['family']))})": held_out["test"].summary,
-            "test_ood (held-out families)": held_out["test_ood"].summary,
+            f"test (training families: {len(set(bench['test']['family']))})": held_out["test"],
+            "test_ood (held-out families)": held_out["test_ood"],
         },
         config,
         model_size=model_args.model_size,

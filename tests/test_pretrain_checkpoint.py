@@ -99,6 +99,21 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
     assert "## PIE" not in card and not (out / "pie_eval.json").exists()  # no PIE folder: no PIE section
     assert "Regenerate with `accelerate launch examples/pretrain_checkpoint.py --preset bench`." in card
 
+    # a stopped package stage resumes: every finished evaluation is on disk and --resume reads it back
+    assert sorted(p.name for p in (out / "package").iterdir()) == [
+        "test.json",
+        "test_ood.json",
+        "validation_curve.json",
+    ]
+    (out / "package" / "test.json").write_text(
+        json.dumps({**json.loads((out / "package" / "test.json").read_text()), "n_samples": 999})
+    )
+    again = _launch(
+        out, "--num_processes", "1", script=SCRIPT, args=[*tiny, "--stage", "package", "--resume", "true"]
+    )
+    assert again.stdout.count("read back from") == 3
+    assert "families: 39) | 999 |" in (export / "README.md").read_text()
+
 
 @pytest.mark.slow
 def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
