@@ -462,7 +462,13 @@ def package(script, config, model_args, problems, dropped, state):
     if pie is not None:
         with open(os.path.join(out, "pie_eval.json"), "w") as fh:
             json.dump(pie, fh, indent=1)
-    plot_pretrain_curve(trained["losses"], curve, os.path.join(out, "pretrain_curve.png"))
+    title = "SFT from the denoised model" if denoised else "SFT from scratch"
+    plot_pretrain_curve(
+        trained["losses"],
+        curve,
+        os.path.join(out, "pretrain_curve.png"),
+        title=f"--preset {script.preset}: {title}",
+    )
     print(card)
     print(
         f"wrote {export} and {out}/pretrain_curve.png; install it with: cp -r {export}/. perfrl_trl/models/checkpoint/"
