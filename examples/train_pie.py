@@ -53,7 +53,7 @@ from perfrl_trl.metrics.intervals import wilson_interval
 from perfrl_trl.models import BUNDLED_CHECKPOINT, create_pretrained, load_model_and_tokenizer
 from perfrl_trl.reporting import plot_loss_curves, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
-from perfrl_trl.trainer.callbacks import RLCurve
+from perfrl_trl.trainer.callbacks import UNCAPPED_STEPS, RLCurve
 from perfrl_trl.trainer.sft import length_grouped, supervised_finetune
 
 # The small T5 built from its config, and how SFT trains it: the bundled checkpoint's settings
@@ -291,7 +291,7 @@ def sft_args(config: RRHFConfig, out_dir: str, lr: float, max_steps: int, bf16: 
     return TrainingArguments(
         **{
             "output_dir": out_dir,
-            "max_steps": max_steps if max_steps > 0 else 10**6,
+            "max_steps": max_steps if max_steps > 0 else UNCAPPED_STEPS,
             "learning_rate": lr,
             "per_device_train_batch_size": config.per_device_train_batch_size,
             "logging_steps": config.logging_steps,

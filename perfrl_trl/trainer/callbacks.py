@@ -72,12 +72,16 @@ def _clock(seconds: float) -> str:
     )
 
 
+UNCAPPED_STEPS = 10**6  # the `max_steps` of a run that only its wall-clock budget ends (no step count shown)
+
+
 class BudgetProgress(ProgressCallback):
     """The training bar of a run that a wall-clock budget may end before `max_steps`.
 
     Transformers' bar counts steps towards `max_steps`; under a time budget with a large step cap it would show
     an ETA of days for a run that ends in minutes. This bar fills with whichever share is larger, of the budget
-    spent or of the steps done (training stops at the first to reach 100%), and shows both.
+    spent or of the steps done (training stops at the first to reach 100%), and shows both (the steps without
+    a cap when `max_steps` is `UNCAPPED_STEPS`, the budget alone ending the run).
 
     Args:
         seconds (`float`): the wall-clock budget, counted from `on_train_begin` as [`WallClockBudget`] counts it.
@@ -104,8 +108,9 @@ class BudgetProgress(ProgressCallback):
         self.start = time.monotonic()
         self.current_step = 0
         if state.is_world_process_zero:
+            # the text goes in `desc`: tqdm prefixes a postfix with ", "
             self.training_bar = tqdm(
-                total=self.SCALE, dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}"
+                total=self.SCALE, dynamic_ncols=True, bar_format="{percentage:3.0f}%|{bar}| {desc}"
             )
             self._show(state)
 
@@ -117,8 +122,9 @@ class BudgetProgress(ProgressCallback):
         elapsed = time.monotonic() - self.start
         done = max(elapsed / self.seconds, state.global_step / max(state.max_steps, 1))
         self.training_bar.n = min(self.SCALE, round(self.SCALE * done))
-        self.training_bar.set_postfix_str(
-            f"step {state.global_step}/{state.max_steps}, {_clock(elapsed)} of {_clock(self.seconds)}"
+        cap = "" if state.max_steps >= UNCAPPED_STEPS else f"/{state.max_steps}"
+        self.training_bar.set_description_str(
+            f"step {state.global_step}{cap}, {_clock(elapsed)} of {_clock(self.seconds)}"
         )
 
 
