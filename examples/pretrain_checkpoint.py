@@ -225,9 +225,11 @@ def denoise(script, config, model_args, state) -> str:
                                     distributions=dists)  # fmt: skip
     print(f"corpus: {manifest['counts']['files']} files, {manifest['counts']['bytes'] / 1e6:.0f} MB, "
           f"{manifest['counts']['excluded']} excluded by hash, {len(manifest['packages'])} packages")  # fmt: skip
-    model, tok = load_model_and_tokenizer(
-        new_model(model_args, os.path.join(out, "base"), config.seed, state)
+    start = model_args.model_name_or_path or new_model(
+        model_args, os.path.join(out, "base"), config.seed, state
     )
+    model, tok = load_model_and_tokenizer(start)
+    earlier = earlier_denoising(start)
     windows = corpus_windows(corpus, tok, script.denoise_input_length)
     args = sft_args(
         config, out, config.learning_rate, script.denoise_steps, script.sft_bf16,
@@ -246,12 +248,30 @@ def denoise(script, config, model_args, state) -> str:
         manifest["windows"] = len(windows)
         with open(os.path.join(out, "corpus_manifest.json"), "w") as fh:
             json.dump(manifest, fh)
+        record = {"steps": result.steps, "seconds": time.monotonic() - started, "losses": result.losses}
+        if (
+            earlier
+        ):  # a continued run reports the whole denoising its model has had, and where it went on from
+            record = {
+                "steps": earlier["steps"] + result.steps,
+                "seconds": earlier["seconds"] + record["seconds"],
+                "losses": earlier["losses"]
+                + [dict(x, step=x["step"] + earlier["steps"]) for x in result.losses],
+                "continued_from": {"path": start, "steps": earlier["steps"], "seconds": earlier["seconds"]},
+            }
         with open(os.path.join(out, "denoise_result.json"), "w") as fh:
-            json.dump(
-                {"steps": result.steps, "seconds": time.monotonic() - started, "losses": result.losses}, fh
-            )
+            json.dump(record, fh)
     state.wait_for_everyone()
     return out
+
+
+def earlier_denoising(start: str) -> dict | None:
+    """The `denoise_result.json` of a model this recipe already denoised (None for any other start)."""
+    path = os.path.join(start, "denoise_result.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
 
 
 def rewrite_pairs(script, config, state) -> str:
@@ -297,7 +317,9 @@ def train(script, config, model_args, problems, dropped, state):
     if script.denoise_steps > 0:
         start = os.path.join(out, "denoise")
     else:
-        start = new_model(model_args, os.path.join(out, "base"), config.seed, state)
+        start = model_args.model_name_or_path or new_model(
+            model_args, os.path.join(out, "base"), config.seed, state
+        )
     started = time.monotonic()  # the recorded time includes loading, tokenizing and saving
     _, result = sft(
         start, sft_dir, config, data, config.learning_rate, script.sft_steps, script.sft_seconds, script.sft_bf16,

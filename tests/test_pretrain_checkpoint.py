@@ -158,3 +158,25 @@ def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
     assert "<extra_id_0>" in tok.get_vocab()
     manifest = json.loads((export / "training_manifest.json").read_text())
     assert len(manifest["digests"]) > manifest["n"]
+
+
+def test_the_denoise_stage_goes_on_from_a_denoised_model_and_keeps_its_whole_history(tmp_path):
+    # A decoder-only model, as `--preset real` trains, denoised in two runs: the second starts from the first's
+    # output and its record counts both (so that a long schedule can span sessions).
+    stage = ["--preset", "real", "--stage", "denoise", "--model_arch", "decoder", "--model_size", "tiny",
+             "--denoise_steps", "2", "--denoise_input_length", "64", "--corpus_stdlib", "false",
+             "--corpus_distributions", "tqdm", "--per_device_train_batch_size", "2", "--denoise_warmup_steps", "0",
+             "--save_steps", "1", "--logging_steps", "1", "--disable_tqdm", "true", "--pie_dir", str(tmp_path / "no-pie")]  # fmt: skip
+    _launch(tmp_path / "first", "--num_processes", "1", script=SCRIPT, args=stage)
+    first = tmp_path / "first" / "denoise"
+    _launch(tmp_path / "second", "--num_processes", "1", script=SCRIPT,
+            args=[*stage, "--model_name_or_path", str(first), "--denoise_steps", "3"])  # fmt: skip
+
+    before = json.loads((first / "denoise_result.json").read_text())
+    after = json.loads((tmp_path / "second" / "denoise" / "denoise_result.json").read_text())
+    assert before["steps"] == 2 and after["steps"] == 5
+    assert after["continued_from"] == {"path": str(first), "steps": 2, "seconds": before["seconds"]}
+    assert after["seconds"] > before["seconds"]
+    assert [x["step"] for x in after["losses"]] == [1, 2, 3, 4, 5]
+    model, tok = load_model_and_tokenizer(tmp_path / "second" / "denoise")
+    assert not model.config.is_encoder_decoder and "<extra_id_0>" in tok.get_vocab()

@@ -231,3 +231,22 @@ def test_full_target_batches_write_the_whole_window(tokenizer):
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="full_target_fraction"):
             SpanCorruptionCollator(tokenizer, sentinels, max_length=64, full_target_fraction=bad)
+
+
+@pytest.mark.parametrize("full", [0.0, 1.0])
+def test_decoder_only_layout_is_the_seq2seq_pair_as_prompt_and_completion(tokenizer, full):
+    sentinels = add_sentinels(tokenizer)
+    window, _ = span_corruption_lengths(64)
+    rows = [{"input_ids": list(range(100 + k, 100 + k + window - 3 * k))} for k in range(3)]
+    kw = dict(max_length=64, seed=7, full_target_fraction=full)
+    seq2seq = SpanCorruptionCollator(tokenizer, sentinels, **kw)(rows)
+    causal = SpanCorruptionCollator(tokenizer, sentinels, is_encoder_decoder=False, **kw)(rows)
+    assert set(causal) == {"input_ids", "attention_mask", "labels"}
+    assert causal["input_ids"].shape == causal["labels"].shape == causal["attention_mask"].shape
+    for i in range(len(rows)):
+        source = seq2seq["input_ids"][i][seq2seq["attention_mask"][i].bool()].tolist()
+        target = [t for t in seq2seq["labels"][i].tolist() if t != -100]
+        real = causal["attention_mask"][i].bool()
+        assert causal["input_ids"][i][real].tolist() == source + target  # the same pair, in one sequence
+        assert causal["labels"][i][real].tolist() == [-100] * len(source) + target  # loss on the target only
+        assert (causal["labels"][i][~real] == -100).all() and not real[: real.sum()].logical_not().any()

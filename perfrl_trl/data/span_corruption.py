@@ -1,4 +1,4 @@
-"""T5 / CodeT5 span corruption: the denoising objective a T5 code model is pretrained with.
+"""T5 / CodeT5 span corruption: the denoising objective a code model is pretrained with.
 
 A window of token ids is split into alternating kept and noise spans (T5's `random_spans_noise_mask`): about
 `noise_density` of the tokens are noise, in spans of `mean_span_length` tokens on average. The encoder sees
@@ -13,6 +13,9 @@ The pieces, used in this order: [`add_sentinels`] (the tokenizer gains the senti
 resized to `len(tokenizer)`), [`chunk_tokens`] (a corpus of files becomes windows of token ids),
 [`SpanCorruptionCollator`] (windows become seq2seq batches, each corrupted afresh) and
 [`span_corruption_lengths`] (the window length whose corrupted input fits the encoder).
+
+A decoder-only model gets the same pairs, laid out as a prompt and its completion (`input + target`, with the
+loss on the target only), exactly as SFT lays out `prompt -> program` for it.
 """
 
 from __future__ import annotations
@@ -299,12 +302,14 @@ def chunk_tokens(
 
 
 class SpanCorruptionCollator:
-    """Turn windows of token ids into T5 span-corruption batches, corrupting each window afresh.
+    """Turn windows of token ids into span-corruption batches, corrupting each window afresh.
 
     Each row's `input_ids` (a window from [`chunk_tokens`]) is corrupted by [`span_corrupt`]; EOS ends both
     the encoder input and the labels, as in T5 and CodeT5. Inputs and labels are right-padded to the batch's
     longest; padded label positions are -100, which the model's loss ignores (T5 builds its decoder inputs
-    from the labels). Other columns of the rows are ignored.
+    from the labels). Other columns of the rows are ignored. With `is_encoder_decoder=False` each row is one
+    sequence, `input + EOS + target + EOS`, whose labels are -100 on the input (the layout SFT gives a
+    decoder-only model's prompt and program; the model shifts the labels itself).
 
     With `full_target_fraction` > 0, that share of the batches (drawn per batch, so that a batch's labels share
     one length and padding stays small) get the whole window as their labels instead of the spans: the decoder
@@ -329,6 +334,8 @@ class SpanCorruptionCollator:
         seed (`int`, defaults to 0): Base seed of the corruption.
         full_target_fraction (`float`, defaults to 0.0): Share of batches whose labels are the whole window
             (then EOS) rather than the sentinel-marked spans; 0 is T5's objective.
+        is_encoder_decoder (`bool`, defaults to True): The seq2seq layout; False lays each pair out as one
+            decoder-only sequence.
 
     Example:
         ```python
@@ -350,6 +357,7 @@ class SpanCorruptionCollator:
         mean_span_length: float = 3.0,
         seed: int = 0,
         full_target_fraction: float = 0.0,
+        is_encoder_decoder: bool = True,
     ):
         _check_settings(noise_density, mean_span_length)
         if not 0.0 <= full_target_fraction <= 1.0:
@@ -364,6 +372,7 @@ class SpanCorruptionCollator:
         self.mean_span_length = mean_span_length
         self.seed = seed
         self.full_target_fraction = full_target_fraction
+        self.is_encoder_decoder = is_encoder_decoder
         self.calls = 0
 
     def rng_for_call(self, call: int) -> random.Random:
@@ -399,6 +408,10 @@ class SpanCorruptionCollator:
                 )
             inputs.append(source)
             labels.append([*ids, self.eos_token_id] if full else target)
+        if not self.is_encoder_decoder:
+            sequences = [x + y for x, y in zip(inputs, labels)]
+            labels = [[-100] * len(x) + y for x, y in zip(inputs, labels)]
+            inputs = sequences
         width = max(len(x) for x in inputs)
         label_width = max(len(x) for x in labels)
         return {

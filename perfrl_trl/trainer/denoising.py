@@ -1,10 +1,12 @@
-"""Denoising pretraining of a seq2seq code model on a corpus of source files (T5 / CodeT5 span corruption).
+"""Denoising pretraining of a code model on a corpus of source files (T5 / CodeT5 span corruption).
 
 The corpus (e.g. [`perfrl_trl.data.corpus.build_corpus`]) is tokenized and packed into windows sized so that
 each corrupted window fits the encoder ([`span_corruption_lengths`]), and the model learns to restore the
 noise spans; a share of the batches asks for the whole window instead, which is what teaches a rewriting
 model to copy (see [`SpanCorruptionCollator`]). The training loop is SFT's ([`train_with_collator`]): a
-wall-clock budget, checkpoints as `TrainingArguments` asks, and the loss curve returned.
+wall-clock budget, checkpoints as `TrainingArguments` asks, and the loss curve returned. A decoder-only
+model learns the same pairs as prompt and completion (see [`SpanCorruptionCollator`]); it is the architecture
+that learns to copy on a CPU budget (docs/results.md, "Why the real preset's T5 did not learn to copy").
 """
 
 from __future__ import annotations
@@ -72,14 +74,15 @@ def denoising_pretrain(
     threads: int | None = None,
     resume_from_checkpoint: str | bool | None = None,
 ) -> SFTResult:
-    """Pretrain an encoder-decoder on span corruption of `windows` (from [`corpus_windows`]).
+    """Pretrain a model on span corruption of `windows` (from [`corpus_windows`]).
 
     The model's embeddings are resized to the tokenizer with its sentinels. Batches are corrupted afresh at
     each call, seeded by `args.seed` (a resumed run restarts the corruption stream: its batches differ from an
     uninterrupted run's, which changes nothing the objective relies on).
 
     Args:
-        model (`PreTrainedModel`): An encoder-decoder (e.g. [`perfrl_trl.models.build_model`]'s T5).
+        model (`PreTrainedModel`): An encoder-decoder or a decoder-only model (e.g.
+            [`perfrl_trl.models.build_model`]'s); a decoder-only one's sequences are input and target together.
         tokenizer (`PreTrainedTokenizerBase`): Its tokenizer; it gains the sentinels (save it with the model).
         windows (`datasets.Dataset`): Rows of `input_ids`.
         args (`TrainingArguments`): Optimizer, schedule, batch size, checkpoints; `remove_unused_columns` is
@@ -105,8 +108,6 @@ def denoising_pretrain(
         2
         ```
     """
-    if not model.config.is_encoder_decoder:
-        raise ValueError("denoising_pretrain needs an encoder-decoder model (span corruption is seq2seq)")
     if "input_ids" not in windows.column_names or len(windows) == 0:
         raise ValueError(f"windows must be a non-empty dataset with an input_ids column; got {windows}")
     sentinels = add_sentinels(tokenizer)
@@ -120,6 +121,7 @@ def denoising_pretrain(
         mean_span_length=mean_span_length,
         seed=args.seed,
         full_target_fraction=full_target_fraction,
+        is_encoder_decoder=model.config.is_encoder_decoder,
     )
     logger.info("denoising pretraining on %d windows", len(windows))
     return train_with_collator(
