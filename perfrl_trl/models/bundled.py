@@ -95,6 +95,7 @@ def checkpoint_card(
     rewrite_pairs: Mapping[str, Any] | None = None,
     pie: Mapping[str, Any] | None = None,
     preset: str | None = None,
+    model_arch: str = "t5",
 ) -> str:
     """The bundled checkpoint's README.md: its data, its training and its held-out results.
 
@@ -103,7 +104,7 @@ def checkpoint_card(
             `ModelEvaluation.summary` (``n_samples``, ``percent_passed`` and its ``percent_passed_ci``,
             ``percent_optimized``, ``percent_compiled``, ``truncation_rate``).
         config: The run's `RRHFConfig` (batch size, learning rate, warm-up, lengths, beams, timing trials, margin).
-        model_size, dropout_rate: The `create_pretrained("t5", ...)` the training started from.
+        model_size, dropout_rate: The `create_pretrained(model_arch, ...)` the training started from.
         n_per_family, seed: The `pretraining_problems` call; `n_problems` and `n_families` what it returned,
             `dropped` how many it left out for meeting the first `eval_reserve` problems of `eval_seed`.
         heldout_families: The families it never trained on.
@@ -119,6 +120,7 @@ def checkpoint_card(
             (`optimize_dataset`'s report, with the ``samples`` it drew per program).
         preset: The recipe's `--preset`, named in the card's command that regenerates the checkpoint (None: the
             command has no `--preset`).
+        model_arch: `"t5"` (encoder-decoder) or `"decoder"` (decoder-only, Llama-style).
     """
 
     def row(label: str, s: Mapping[str, Any]) -> str:
@@ -165,6 +167,9 @@ def checkpoint_card(
         extra_training=extra_training,
         extra_results=pie_section(pie, config) if pie else "",
         model_size=model_size,
+        model_arch=model_arch,
+        arch_name={"t5": "T5", "decoder": "decoder-only model (Llama architecture)"}[model_arch],
+        arch_tag={"t5": "t5", "decoder": "llama"}[model_arch],
         dropout_rate=dropout_rate,
         n_per_family=n_per_family,
         seed=seed,
