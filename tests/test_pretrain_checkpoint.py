@@ -140,6 +140,11 @@ def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
         "pretrained on real Python by span corruption" in card
         and "Span-corruption pretraining first: 2 " in card
     )
+    assert (
+        'A tiny decoder-only Llama-style model (built by `perfrl_trl.models.create_pretrained("decoder"'
+        in card
+    )
+    assert not load_model_and_tokenizer(export)[0].config.is_encoder_decoder  # the preset's architecture
     assert f"- Rewrite pairs: {rewrites['pairs']} pairs from 2 generated scripts" in card
     assert "Regenerate with `accelerate launch examples/pretrain_checkpoint.py --preset real`." in card
     # PIE: only the evaluation half is judged, one row per slow program, beside PIE's targets

@@ -168,7 +168,7 @@ def checkpoint_card(
         extra_results=pie_section(pie, config) if pie else "",
         model_size=model_size,
         model_arch=model_arch,
-        arch_name={"t5": "T5", "decoder": "decoder-only model (Llama architecture)"}[model_arch],
+        arch_name={"t5": "T5", "decoder": "decoder-only Llama-style model"}[model_arch],
         arch_tag={"t5": "t5", "decoder": "llama"}[model_arch],
         dropout_rate=dropout_rate,
         n_per_family=n_per_family,
