@@ -27,6 +27,7 @@ examples/train_pie.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -119,7 +120,7 @@ class PretrainArguments:
         default=False,
         metadata={
             "help": "Training stages resume from their latest checkpoint; the package stage "
-            "reads back the evaluations it has finished."
+            "reads back the evaluations it has finished of the same weights."
         },
     )
     denoise_steps: int = field(
@@ -340,22 +341,36 @@ def train(script, config, model_args, problems, dropped, state):
             )
 
 
-def kept(script, config, name: str, compute, state):
+def kept(script, config, name: str, compute, state, model: str):
     """`compute()`, written to `package/<name>.json` as soon as it ends; with `--resume`, read back instead.
 
-    The package stage judges for hours on CPU: a stopped run resumes after its last finished evaluation.
+    The package stage judges for hours on CPU: a stopped run resumes after its last finished evaluation. Each
+    result is stored with `model` (the fingerprint of the weights it judged), and one that judged other weights
+    (the model was trained again since) is judged again rather than read back.
     """
     path = os.path.join(config.output_dir, "package", f"{name}.json")
     if script.resume and os.path.isfile(path):
-        print(f"{name}: read back from {path} (--resume)")
         with open(path) as fh:
-            return json.load(fh)
+            saved = json.load(fh)
+        if saved.get("model") == model:
+            print(f"{name}: read back from {path} (--resume)")
+            return saved["result"]
+        print(f"{name}: {path} judged other weights than {config.output_dir}/sft now holds; judging again")
     result = compute()
     if state.is_main_process:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as fh:
-            json.dump(result, fh, indent=1)
+            json.dump({"model": model, "result": result}, fh, indent=1)
     return result
+
+
+def weights_fingerprint(folder: str) -> str:
+    """SHA-256 of a saved model's `model.safetensors`: what `--resume` checks a kept result against."""
+    digest = hashlib.sha256()
+    with open(os.path.join(folder, "model.safetensors"), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def validation_curve(script, config, sft_dir, export, trained, validation) -> list[dict]:
@@ -386,14 +401,14 @@ def pie_programs(script, config):
     return programs, {**counts, "judged": len(programs)}
 
 
-def judge_on_pie(script, config, export, state):
+def judge_on_pie(script, config, export, state, model: str):
     """The checkpoint and PIE's targets on the evaluation half (beams, best of k), then `optimize`'s defaults."""
     programs, counts = pie_programs(script, config)
     print(f"PIE evaluation half: {counts}")
     evals = kept(script, config, "pie_eval", lambda: {
         name: e.to_dict()
         for name, e in evaluate_models({"checkpoint": export}, programs, config, compare_to_target=True).items()
-    }, state)  # fmt: skip
+    }, state, model)  # fmt: skip
     if not state.is_main_process:
         return None
 
@@ -403,7 +418,7 @@ def judge_on_pie(script, config, export, state):
                                   progress=not config.disable_tqdm)  # fmt: skip
         return {**result, "samples": script.optimize_samples}
 
-    optimize = kept(script, config, "pie_optimize", run_optimize, state)
+    optimize = kept(script, config, "pie_optimize", run_optimize, state, model)
     return {"counts": counts, **evals, "optimize": optimize}
 
 
@@ -413,6 +428,7 @@ def package(script, config, model_args, problems, dropped, state):
     sft_dir, export = os.path.join(out, "sft"), os.path.join(out, "checkpoint")
     with open(os.path.join(sft_dir, "sft_result.json")) as fh:
         trained = json.load(fh)
+    model = weights_fingerprint(sft_dir)
     if state.is_main_process:
         export_checkpoint(sft_dir, export)
     state.wait_for_everyone()
@@ -422,7 +438,7 @@ def package(script, config, model_args, problems, dropped, state):
         rows = bench[split].shuffle(seed=config.seed).select(range(min(cap, len(bench[split]))))
         held_out[split] = kept(script, config, split, lambda rows=rows: evaluate_models(
             {"checkpoint": export}, rows, config, compare_to_target=False
-        )["checkpoint"].summary, state)  # fmt: skip
+        )["checkpoint"].summary, state, model)  # fmt: skip
 
     # the curve: saved checkpoints on the validation split (never on test, which decides the figures)
     val = (
@@ -431,8 +447,8 @@ def package(script, config, model_args, problems, dropped, state):
         .select(range(min(script.val_size, len(bench["validation"]))))
     )
     curve = kept(script, config, "validation_curve",
-                 lambda: validation_curve(script, config, sft_dir, export, trained, val), state)  # fmt: skip
-    pie = judge_on_pie(script, config, export, state) if pie_files(script.pie_dir) else None
+                 lambda: validation_curve(script, config, sft_dir, export, trained, val), state, model)  # fmt: skip
+    pie = judge_on_pie(script, config, export, state, model) if pie_files(script.pie_dir) else None
     if not state.is_main_process:
         return
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -105,14 +106,18 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
         "test_ood.json",
         "validation_curve.json",
     ]
-    (out / "package" / "test.json").write_text(
-        json.dumps({**json.loads((out / "package" / "test.json").read_text()), "n_samples": 999})
-    )
-    again = _launch(
-        out, "--num_processes", "1", script=SCRIPT, args=[*tiny, "--stage", "package", "--resume", "true"]
-    )
+    saved = json.loads((out / "package" / "test.json").read_text())
+    saved["result"]["n_samples"] = 999
+    (out / "package" / "test.json").write_text(json.dumps(saved))
+    resume = [*tiny, "--stage", "package", "--resume", "true"]
+    again = _launch(out, "--num_processes", "1", script=SCRIPT, args=resume)
     assert again.stdout.count("read back from") == 3
     assert "families: 39) | 999 |" in (export / "README.md").read_text()
+    # trained again since (other weights in sft/): nothing kept is read back, every evaluation is judged anew
+    shutil.copy(out / "sft" / "checkpoint-1" / "model.safetensors", out / "sft" / "model.safetensors")
+    retrained = _launch(out, "--num_processes", "1", script=SCRIPT, args=resume)
+    assert "read back from" not in retrained.stdout and retrained.stdout.count("judging again") == 3
+    assert "| test (training families: 39) | 2 |" in (export / "README.md").read_text()
 
 
 @pytest.mark.slow
