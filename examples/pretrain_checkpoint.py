@@ -413,7 +413,8 @@ def judge_on_pie(script, config, export, state, model: str):
         return None
 
     def run_optimize():
-        # The CLI's defaults (greedy and n samples of up to 512 new tokens, the whole prompt), as a user runs it.
+        # The CLI's defaults (greedy and n samples of up to 512 new tokens, the whole prompt, and the generic
+        # rewrites), as a user runs it; the report says which of the two found each verified program.
         result = optimize_dataset(programs, export, n=script.optimize_samples, seed=config.seed,
                                   progress=not config.disable_tqdm)  # fmt: skip
         return {**result, "samples": script.optimize_samples}

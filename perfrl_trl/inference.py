@@ -2,7 +2,9 @@
 
 This is the inference loop of the PerfRL paper (Fig. 1c): the model proposes N rewrites of a slow program, every
 rewrite is run against the unit tests and timed against the original, and only a rewrite that passes every
-test *and* is faster by the margin (tier R4) is ever returned.
+test *and* is faster by the margin (tier R4) is ever returned. The library's generic rewrites of the program
+(`perfrl_trl.data.rewrite_pairs.candidate_rewrites`) join the model's candidates by default and are verified
+the same way; the result says where the verified program came from.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .data.columns import DEFAULT_PREFIX, make_prompt
+from .data.rewrite_pairs import candidate_rewrites
 from .execution import DEFAULT_MARGIN, ExecutionConfig, Executor, Tier, validate_tests
 from .generation import generate_completions, sampling_config, tokenize_prompts, torch_threads_on_cpu
 from .rewards import RewardDetails, UnitTestRewardFunction, completion_to_code
@@ -29,8 +32,10 @@ logger = logging.getLogger(__name__)
 class Candidate:
     """One distinct generated program and its sandbox verdict.
 
-    ``source`` is how it was first generated (``"beam"`` or ``"sample"``), ``count`` how many generations gave
-    the same program, ``truncated`` whether it hit ``max_new_tokens``.
+    ``source`` is where it first came from: the model (``"beam"`` or ``"sample"``) or a generic rewrite
+    (``"rewrite:<label>"``, e.g. ``"rewrite:fast_input+into_function"``); ``count`` how many of the model's
+    generations gave the same program (0 for a rewrite the model never wrote), ``truncated`` whether it hit
+    ``max_new_tokens``.
     """
 
     code: str
@@ -42,6 +47,10 @@ class Candidate:
     @property
     def tier(self) -> Tier:
         return Tier.from_name(str(self.details.tier))
+
+    @property
+    def from_model(self) -> bool:
+        return not self.source.startswith("rewrite:")
 
     def summary(self) -> dict:
         """The verdict without the code (safe to show for a program that is not verified)."""
@@ -66,10 +75,12 @@ class OptimizationResult:
         runtime: Its CPU seconds (median of the timing trials, summed over tests).
         baseline_runtime: The input program's CPU seconds, when any candidate got far enough to be compared.
         margin: The speed-up a candidate needed.
-        candidates: Every distinct candidate with its verdict, in generation order.
-        n_generated: Candidates generated before de-duplication.
+        candidates: Every distinct candidate with its verdict: the model's in generation order, then the
+            rewrites the model did not also write.
+        n_generated: Candidates the model generated, before de-duplication.
         n_unchanged: Generations that reproduced the input program (not scored: they cannot be faster).
         message: One human-readable line.
+        source: Where ``best`` came from (its candidate's ``source``), else ``None``.
     """
 
     found: bool
@@ -82,6 +93,7 @@ class OptimizationResult:
     n_generated: int = 0
     n_unchanged: int = 0
     message: str = ""
+    source: str | None = None
 
     @property
     def tier_counts(self) -> dict[str, int]:
@@ -151,7 +163,7 @@ def _generate(model, tok, prompt: str, n: int, num_beams: int, batch_size: int, 
 def optimize_program(
     program: str,
     tests: Sequence[dict],
-    model: PreTrainedModel | str | os.PathLike,
+    model: PreTrainedModel | str | os.PathLike | None,
     tokenizer: PreTrainedTokenizerBase | str | None = None,
     n: int = 8,
     prefix: str = DEFAULT_PREFIX,
@@ -169,20 +181,22 @@ def optimize_program(
     batch_size: int = 8,
     cpu_threads: int | None = None,
     device: str | torch.device | None = None,
+    rewrites: bool = True,
 ) -> OptimizationResult:
     """Ask a model for faster versions of ``program`` and return the fastest one verified in the sandbox.
 
     The input program is first run on ``tests`` (it must pass them: it is the reference and the timing
     baseline). The model then generates ``n`` samples (plus ``num_beams`` beam-search results when
-    ``include_beam``); duplicates and copies of the input are dropped, and every remaining candidate is scored
-    by :class:`~perfrl_trl.rewards.UnitTestRewardFunction` against the input (timed once and cached). Only tier
+    ``include_beam``), and with ``rewrites`` the library's generic rewrites of the program join them;
+    duplicates and copies of the input are dropped, and every remaining candidate is scored by
+    :class:`~perfrl_trl.rewards.UnitTestRewardFunction` against the input (timed once and cached). Only tier
     R4 survives: every test passed and faster by ``margin``, significantly over the timing trials.
 
     Args:
         program: The slow Python program (reads stdin, writes stdout).
         tests: ``[{"input": str, "output": str}, ...]`` the program and its rewrites must pass.
         model: A seq2seq or causal LM, or a folder / Hub id for
-            :func:`~perfrl_trl.models.load_model_and_tokenizer`.
+            :func:`~perfrl_trl.models.load_model_and_tokenizer`; ``None`` judges the rewrites alone.
         tokenizer: Its tokenizer (or where to load it); defaults to the model's own.
         n: Random samples to draw.
         prefix: Instruction put before the program in the prompt (the one the model was trained with).
@@ -199,6 +213,10 @@ def optimize_program(
         cpu_threads: Torch threads on CPU during generation; defaults to half the process's share of the usable
             cores (see `perfrl_trl.execution.cores`).
         device: Where to run the model; a model loaded from a path defaults to CUDA if available, else CPU.
+        rewrites: Also judge the generic rewrites of ``program`` (each of
+            `perfrl_trl.data.rewrites.REWRITES` that applies, and their composition; see
+            :func:`~perfrl_trl.data.rewrite_pairs.candidate_rewrites`). A program that both the model and a
+            rewrite produce counts as the model's.
 
     Returns:
         An :class:`OptimizationResult`; ``best`` is ``None`` unless ``found``.
@@ -216,7 +234,9 @@ def optimize_program(
         ...     print(f"{result.speedup:.1f}x faster\\n{result.diff(slow)}")
         ```
     """
-    if n < 0 or (include_beam and num_beams < 1) or (n == 0 and not include_beam):
+    if model is None and not rewrites:
+        raise ValueError("nothing to try: pass a model, or rewrites=True to judge the generic rewrites alone")
+    if model is not None and (n < 0 or (include_beam and num_beams < 1) or (n == 0 and not include_beam)):
         raise ValueError(
             f"need n >= 0, num_beams >= 1 and at least one candidate; got n={n}, num_beams={num_beams}"
         )
@@ -234,22 +254,29 @@ def optimize_program(
             f"the input program does not pass its own tests ({reference.status}: {reference.error})"
         )
 
-    model, tok = _load(model, tokenizer, device)
-    device = next(model.parameters()).device
-    sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p}
-    # `seed` must not reset the caller's RNG streams (CPU, and the model's GPU when it has one).
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    # Half the process's share of the cores on CPU, as in training (see perfrl_trl.execution.cores).
-    with (
-        torch_threads_on_cpu(device, sandbox_alongside=True, requested=cpu_threads),
-        torch.random.fork_rng(devices=rng_devices),
-    ):
-        if seed is not None:
-            torch.manual_seed(seed)
-        beams = num_beams if include_beam else 0
-        generated = _generate(
-            model, tok, make_prompt(program, prefix), n, beams, batch_size, max_prompt_length, sampling
-        )
+    generated = []
+    if model is not None:
+        model, tok = _load(model, tokenizer, device)
+        device = next(model.parameters()).device
+        sampling = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+        }
+        # `seed` must not reset the caller's RNG streams (CPU, and the model's GPU when it has one).
+        rng_devices = [device.index or 0] if device.type == "cuda" else []
+        # Half the process's share of the cores on CPU, as in training (see perfrl_trl.execution.cores).
+        with (
+            torch_threads_on_cpu(device, sandbox_alongside=True, requested=cpu_threads),
+            torch.random.fork_rng(devices=rng_devices),
+        ):
+            if seed is not None:
+                torch.manual_seed(seed)
+            beams = num_beams if include_beam else 0
+            generated = _generate(
+                model, tok, make_prompt(program, prefix), n, beams, batch_size, max_prompt_length, sampling
+            )
 
     # Whitespace around a whole program does not change what it does: it must not cost a second sandbox run.
     drafts: dict[str, dict] = {}
@@ -263,6 +290,12 @@ def optimize_program(
             code.strip(), {"code": code, "source": source, "truncated": truncated, "count": 0}
         )
         draft["count"] += 1
+    if rewrites:
+        for label, code in candidate_rewrites(program).items():
+            if code is not None:
+                drafts.setdefault(
+                    code.strip(), {"code": code, "source": f"rewrite:{label}", "truncated": False, "count": 0}
+                )
     unique = list(drafts.values())
     scored = (
         reward.score([d["code"] for d in unique], [tests] * len(unique), [program] * len(unique))
@@ -289,18 +322,30 @@ def optimize_program(
         return OptimizationResult(False, None, None, None, baseline, message=message, **common)
     best = max(verified, key=lambda c: c.details.speedup)
     d = best.details
+    origin = (
+        f"the generic rewrite {best.source[len('rewrite:') :]}"
+        if not best.from_model
+        else f"the model ({best.source})"
+    )
     message = (
-        f"verified faster version: {d.speedup:.2f}x faster, passes {d.n_passed}/{d.n_tests} tests "
+        f"verified faster version from {origin}: {d.speedup:.2f}x faster, passes {d.n_passed}/{d.n_tests} tests "
         f"({len(verified)} of {len(candidates)} distinct candidates verified; {tiers})"
     )
     return OptimizationResult(
-        True, best.code, d.speedup, d.runtime, d.baseline_runtime, message=message, **common
+        True,
+        best.code,
+        d.speedup,
+        d.runtime,
+        d.baseline_runtime,
+        message=message,
+        source=best.source,
+        **common,
     )
 
 
 def optimize_dataset(
     dataset,
-    model: PreTrainedModel | str | os.PathLike,
+    model: PreTrainedModel | str | os.PathLike | None,
     tokenizer: PreTrainedTokenizerBase | str | None = None,
     *,
     executor: Executor | None = None,
@@ -323,10 +368,12 @@ def optimize_dataset(
             its defaults are the CLI's.
 
     Returns:
-        ``{"programs", "found", "found_rate", "candidate_compile_rate", "outcomes"}``: ``found`` counts the
-        programs with a verified faster version; ``candidate_compile_rate`` is the share of all generations
-        (copies of the input included, which compile) that are not tier R1; ``outcomes`` has, per row,
-        ``problem_id``, ``found``, ``speedup``, ``n_generated``, ``n_compiled`` and ``tiers``.
+        ``{"programs", "found", "found_rate", "found_by_model", "found_by_rewrite", "candidate_compile_rate",
+        "outcomes"}``: ``found`` counts the programs with a verified faster version, split by where the best one
+        came from; ``candidate_compile_rate`` is the share of the model's generations (copies of the input
+        included, which compile) that are not tier R1 (``None`` without a model); ``outcomes`` has, per row,
+        ``problem_id``, ``found``, ``speedup``, ``source``, ``n_generated``, ``n_compiled``, ``tiers`` and
+        ``rewrites`` (each generic rewrite's label and tier).
 
     Example:
         ```python
@@ -342,7 +389,9 @@ def optimize_dataset(
         raise ValueError(f"optimize_dataset: the dataset lacks column(s) {sorted(missing)}")
     if len(dataset) == 0:
         raise ValueError("optimize_dataset: the dataset is empty")
-    model, tokenizer = _load(model, tokenizer, kwargs.pop("device", None))
+    device = kwargs.pop("device", None)
+    if model is not None:
+        model, tokenizer = _load(model, tokenizer, device)
     ids = (
         dataset["problem_id"]
         if "problem_id" in dataset.column_names
@@ -362,17 +411,24 @@ def optimize_dataset(
                 "problem_id": str(pid),
                 "found": result.found,
                 "speedup": result.speedup,
+                "source": result.source,
                 "n_generated": result.n_generated,
                 "n_compiled": compiled,
                 "tiers": result.tier_counts,
+                "rewrites": {
+                    c.source[len("rewrite:") :]: str(c.tier) for c in result.candidates if not c.from_model
+                },
             }
         )
     generated = sum(o["n_generated"] for o in outcomes)
     found = sum(o["found"] for o in outcomes)
+    by_rewrite = sum(o["found"] and o["source"].startswith("rewrite:") for o in outcomes)
     return {
         "programs": len(outcomes),
         "found": found,
         "found_rate": found / len(outcomes),
-        "candidate_compile_rate": sum(o["n_compiled"] for o in outcomes) / max(generated, 1),
+        "found_by_model": found - by_rewrite,
+        "found_by_rewrite": by_rewrite,
+        "candidate_compile_rate": sum(o["n_compiled"] for o in outcomes) / generated if generated else None,
         "outcomes": outcomes,
     }

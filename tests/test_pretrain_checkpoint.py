@@ -162,6 +162,9 @@ def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
     assert results["optimize"]["programs"] == 2 and all(
         o["n_generated"] == 2 for o in results["optimize"]["outcomes"]
     )
+    opt = results["optimize"]
+    assert opt["found_by_model"] + opt["found_by_rewrite"] == opt["found"]
+    assert f"the model's own candidate for {opt['found_by_model']}, a generic rewrite\nfor" in card
     assert "## PIE, evaluation half" in card and "| PIE target | 2 | 100.0 | 100.0 | 100.0 |" in card
     # the model learnt with sentinels; the manifest holds the rewrite pairs' slow programs too
     _, tok = load_model_and_tokenizer(export)
