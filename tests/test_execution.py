@@ -548,3 +548,23 @@ def test_baseline_cache_is_bounded():
             assert verdict.passed and verdict.baseline_status == "passed", verdict
             assert len(ex._baselines) <= 2
         assert ex.judge(fast, GOOD_TESTS, baseline="x = 0\n" + fast).baseline_status == "passed"  # re-timed
+
+
+def test_ranks_on_one_machine_divide_its_cores(monkeypatch):
+    # Each rank of `accelerate launch` builds its own executor: with the machine's every core per rank, P ranks
+    # started P times too many workers, all timing programs on the same cores.
+    from perfrl_trl.execution.cores import usable_cores
+
+    cores = usable_cores()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert ExecutionConfig().num_workers == cores
+    assert ExecutionConfig(workers=3).num_workers == 3  # an explicit count always wins
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores * 2))
+    assert ExecutionConfig().num_workers == 1  # more ranks than cores: one each, never none
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores))
+    executor = Executor(ExecutionConfig())
+    try:
+        assert executor.judge(GOOD, GOOD_TESTS, time_it=False).tier == 3
+        assert len(executor._pool.workers) == 1
+    finally:
+        executor.close()

@@ -42,7 +42,8 @@ class ExecutionConfig:
             faster without the paired runs: a win that size is beyond what load moves CPU time (docs/
             concepts.md). ``None`` sends every apparent win to the paired runs.
         float_tol: Absolute tolerance when two output tokens both parse as floats.
-        workers: Parallel sandboxed workers; defaults to the number of usable cores.
+        workers: Parallel sandboxed workers; defaults to this process's share of the usable cores (all of them,
+            divided by ``$LOCAL_WORLD_SIZE`` under ``torchrun`` / ``accelerate launch``).
         isolation: ``"auto"`` (the strongest available), ``"bwrap"`` or ``"rlimits"``.
         cache_size: Verdicts kept in memory for identical (program, tests, baseline) requests, and baseline
             timings kept for reuse (each least recently used first out).
@@ -126,10 +127,10 @@ class ExecutionConfig:
 
     @property
     def num_workers(self) -> int:
-        """Sandbox worker processes: ``workers``, else one per usable core (see ``execution.cores``)."""
-        from .cores import usable_cores
+        """Sandbox worker processes: ``workers``, else one per core of this process's share (``execution.cores``)."""
+        from .cores import process_share
 
-        return self.workers if self.workers is not None else usable_cores()
+        return self.workers if self.workers is not None else process_share()
 
     def rlimits(self) -> dict[str, int]:
         cpu = self.cpu_limit_s if self.cpu_limit_s is not None else self.timeout_s

@@ -6,9 +6,11 @@ with it too.
 The policy:
 
 * **Usable cores** are the process's affinity mask (what containers, cpusets and ``taskset`` leave it), else
-  ``os.cpu_count()``. The sandbox runs one worker process per usable core (``ExecutionConfig.num_workers``).
+  ``os.cpu_count()``.
 * **A process's share** is the usable cores divided among the processes launched together on this machine
-  (``LOCAL_WORLD_SIZE``, set by ``torchrun`` and ``accelerate launch``; 1 otherwise), at least 1.
+  (``LOCAL_WORLD_SIZE``, set by ``torchrun`` and ``accelerate launch``; 1 otherwise), at least 1. The sandbox
+  runs one worker process per core of that share (``ExecutionConfig.num_workers``), so P ranks on one machine
+  start as many workers together as it has cores, not P times as many.
 * **Torch threads on CPU** are that share when nothing else runs alongside (supervised fine-tuning, beam
   search before judging), and half of it when sandbox runs share the cores with the model (RRHF training,
   ``optimize``): OpenMP threads spin-wait between kernels, and on busy cores that made a tiny model's
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["local_process_count", "torch_threads", "usable_cores"]
+__all__ = ["local_process_count", "process_share", "torch_threads", "usable_cores"]
 
 
 def usable_cores() -> int:
@@ -48,6 +50,25 @@ def local_process_count() -> int:
         return 1
 
 
+def process_share(local_processes: int | None = None) -> int:
+    """This process's cores: the usable cores divided among the processes on this machine, at least 1.
+
+    Args:
+        local_processes: Processes sharing this machine; defaults to :func:`local_process_count`.
+
+    Example:
+        ```python
+        >>> process_share(local_processes=1) == usable_cores()
+        True
+        >>> process_share(local_processes=usable_cores() + 1)  # more ranks than cores: still one each
+        1
+
+        ```
+    """
+    processes = local_processes if local_processes is not None else local_process_count()
+    return max(1, usable_cores() // max(1, processes))
+
+
 def torch_threads(
     *, sandbox_alongside: bool, requested: int | None = None, local_processes: int | None = None
 ) -> int:
@@ -70,6 +91,5 @@ def torch_threads(
     """
     if requested:
         return int(requested)
-    processes = local_processes if local_processes is not None else local_process_count()
-    share = max(1, usable_cores() // max(1, processes))
+    share = process_share(local_processes)
     return max(1, share // 2) if sandbox_alongside else share

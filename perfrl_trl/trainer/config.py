@@ -76,7 +76,8 @@ class RRHFConfig(TrainingArguments):
         execution_n_trials (`int`, *optional*, defaults to `5`):
             Timed repeats per program.
         execution_workers (`int` or `None`, *optional*):
-            Parallel sandbox workers; `None` uses every usable core.
+            Parallel sandbox workers; `None` uses this process's share of the usable cores (all of them,
+            divided among the ranks launched on this machine).
         execution_kwargs (`dict` or `None`, *optional*):
             Other `perfrl_trl.execution.ExecutionConfig` arguments (JSON on the CLI).
         ray_address (`str` or `None`, *optional*):
@@ -207,7 +208,8 @@ class RRHFConfig(TrainingArguments):
     )
     execution_n_trials: int = field(default=5, metadata={"help": "Timed repeats per program."})
     execution_workers: int | None = field(
-        default=None, metadata={"help": "Parallel sandbox workers; None uses every usable core."}
+        default=None,
+        metadata={"help": "Parallel sandbox workers; None: the usable cores divided among this machine's ranks."},
     )
     cpu_threads: int | None = field(
         default=None,
