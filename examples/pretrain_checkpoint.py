@@ -36,14 +36,7 @@ from dataclasses import dataclass, field
 
 from accelerate import PartialState
 from datasets import concatenate_datasets
-from train_pie import (  # this script's folder is on sys.path
-    BASE,
-    SFT_FROM_SCRATCH,
-    ModelArguments,
-    new_model,
-    sft,
-    sft_args,
-)
+from train_pie import BASE, SFT_FROM_SCRATCH  # this script's folder is on sys.path; the shared presets
 from transformers import AutoConfig
 from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
@@ -63,11 +56,11 @@ from perfrl_trl.data.corpus import build_corpus
 from perfrl_trl.data.pie import read_pairs
 from perfrl_trl.data.rewrite_pairs import build_rewrite_pairs
 from perfrl_trl.inference import optimize_dataset
-from perfrl_trl.models import checkpoint_card, export_checkpoint, load_model_and_tokenizer
+from perfrl_trl.models import ModelArguments, checkpoint_card, export_checkpoint, load_model_and_tokenizer
 from perfrl_trl.reporting import plot_pretrain_curve
 from perfrl_trl.trainer import RRHFConfig
 from perfrl_trl.trainer.denoising import corpus_windows, denoising_pretrain
-from perfrl_trl.trainer.sft import length_grouped
+from perfrl_trl.trainer.sft import finetune, length_grouped, sft_training_arguments
 
 # The shipped checkpoint's settings; flags given on the command line (or in --config) still win.
 CHECKPOINT = dict(
@@ -232,13 +225,11 @@ def denoise(script, config, model_args, state) -> str:
                                     distributions=dists)  # fmt: skip
     print(f"corpus: {manifest['counts']['files']} files, {manifest['counts']['bytes'] / 1e6:.0f} MB, "
           f"{manifest['counts']['excluded']} excluded by hash, {len(manifest['packages'])} packages")  # fmt: skip
-    start = model_args.model_name_or_path or new_model(
-        model_args, os.path.join(out, "base"), config.seed, state
-    )
+    start = model_args.model_name_or_path or model_args.new_model(os.path.join(out, "base"), config.seed)
     model, tok = load_model_and_tokenizer(start)
     earlier = earlier_denoising(start)
     windows = corpus_windows(corpus, tok, script.denoise_input_length)
-    args = sft_args(
+    args = sft_training_arguments(
         config, out, config.learning_rate, script.denoise_steps, script.sft_bf16,
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
         warmup_steps=script.denoise_warmup_steps, save_strategy="steps", save_steps=config.save_steps,
@@ -324,15 +315,13 @@ def train(script, config, model_args, problems, dropped, state):
     if script.denoise_steps > 0:
         start = os.path.join(out, "denoise")
     else:
-        start = model_args.model_name_or_path or new_model(
-            model_args, os.path.join(out, "base"), config.seed, state
-        )
+        start = model_args.model_name_or_path or model_args.new_model(os.path.join(out, "base"), config.seed)
     started = time.monotonic()  # the recorded time includes loading, tokenizing and saving
-    _, result = sft(
+    _, result = finetune(
         start, sft_dir, config, data, config.learning_rate, script.sft_steps, script.sft_seconds, script.sft_bf16,
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
         warmup_steps=config.warmup_steps, save_strategy="steps", save_steps=config.save_steps,
-        resume=resume_point(script, sft_dir),
+        resume_from_checkpoint=resume_point(script, sft_dir),
     )  # fmt: skip
     if state.is_main_process:
         with open(os.path.join(sft_dir, "sft_result.json"), "w") as fh:

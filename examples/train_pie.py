@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 
 import torch
 from accelerate import PartialState
-from transformers import TrainingArguments
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
@@ -50,11 +49,11 @@ from perfrl_trl.data import hash_split_by_problem, load_pie_programs
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.energy import EnergyMeter, EnergyReading
 from perfrl_trl.metrics.intervals import wilson_interval
-from perfrl_trl.models import BUNDLED_CHECKPOINT, create_pretrained, load_model_and_tokenizer
+from perfrl_trl.models import BUNDLED_CHECKPOINT, ModelArguments
 from perfrl_trl.reporting import plot_loss_curves, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
-from perfrl_trl.trainer.callbacks import UNCAPPED_STEPS, RLCurve
-from perfrl_trl.trainer.sft import length_grouped, supervised_finetune
+from perfrl_trl.trainer.callbacks import RLCurve
+from perfrl_trl.trainer.sft import finetune
 
 # The small T5 built from its config, and how SFT trains it: the bundled checkpoint's settings
 # (examples/pretrain_checkpoint.py), which the scratch preset shares (see docs/results.md for what it reaches).
@@ -225,18 +224,6 @@ class ScriptArguments:
             raise ValueError(f"--rl_eval_points must be at least 1 (or unset), got {self.rl_eval_points}")
 
 
-@dataclass
-class ModelArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Hub id or folder; default: the bundled checkpoint (or a new model)."}
-    )
-    model_arch: str = field(default="t5", metadata={"help": "From scratch: 't5' or 'decoder'."})
-    model_size: str = field(
-        default="small", metadata={"help": "From scratch: tiny, small, base, codet5-small."}
-    )
-    dropout_rate: float = field(default=0.0, metadata={"help": "From scratch: dropout of the new model."})
-
-
 def parse_args():
     import argparse
 
@@ -269,71 +256,6 @@ def load_data(script: ScriptArguments, seed: int):
     if script.dataset == "bench":
         return benchmark(script, seed)
     sys.exit(f"unknown --dataset {script.dataset!r}; use 'bench' or 'pie'")
-
-
-def new_model(model_args: ModelArguments, path: str, seed: int, state: PartialState) -> str:
-    """A randomly initialised model of the factory's size, written by the main process; the others wait."""
-    if state.is_main_process:
-        create_pretrained(
-            model_args.model_arch,
-            model_args.model_size,
-            path,
-            seed=seed,
-            overwrite=True,
-            dropout_rate=model_args.dropout_rate,
-        )
-    state.wait_for_everyone()
-    return path
-
-
-def sft_args(config: RRHFConfig, out_dir: str, lr: float, max_steps: int, bf16: bool, **overrides):
-    """TrainingArguments for cross-entropy fine-tuning, from the run's config."""
-    return TrainingArguments(
-        **{
-            "output_dir": out_dir,
-            "max_steps": max_steps if max_steps > 0 else UNCAPPED_STEPS,
-            "learning_rate": lr,
-            "per_device_train_batch_size": config.per_device_train_batch_size,
-            "logging_steps": config.logging_steps,
-            "report_to": config.report_to,
-            "save_strategy": "no",
-            "remove_unused_columns": False,
-            "seed": config.seed,
-            "bf16": bf16,
-            # bf16 autocast on a machine without an accelerator is CPU training; TrainingArguments wants it said.
-            "use_cpu": config.use_cpu or (bf16 and not torch.cuda.is_available()),
-            "lr_scheduler_type": "constant_with_warmup",
-            "warmup_steps": 20,
-            **length_grouped(),
-            "disable_tqdm": config.disable_tqdm,
-            **overrides,
-        }
-    )
-
-
-def sft(
-    model_dir, out_dir, config, train, lr, max_steps=0, seconds=None, bf16=False, resume=None, **overrides
-):
-    """Cross-entropy fine-tuning of `model_dir` on prompt -> target_code; the model lands in `out_dir`."""
-    model, tok = load_model_and_tokenizer(model_dir)
-    args = sft_args(config, out_dir, lr, max_steps, bf16, **overrides)
-    with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
-        result = supervised_finetune(
-            model,
-            tok,
-            train,
-            args,
-            config.max_prompt_length,
-            config.max_completion_length,
-            seconds=seconds,
-            resume_from_checkpoint=resume,
-        )
-    result.trainer.save_model(out_dir)  # written by the main process only: the others wait for it
-    PartialState().wait_for_everyone()
-    PartialState().print(
-        f"SFT: {result.steps} steps in {result.seconds:.0f}s on {result.threads or 'accelerator'} threads"
-    )
-    return meter.reading, result
 
 
 SFT_ONLY = "SFT only (same compute)"
@@ -437,16 +359,16 @@ def adaptation_splits(script: ScriptArguments, config: RRHFConfig, seed: int):
     return labelled, rl, val, test, sizes
 
 
-def start_model(script, config, model_args, train, state: PartialState) -> StartModel:
+def start_model(script, config, model_args, train) -> StartModel:
     """Stage 1: the bundled checkpoint, a given one, or a new model; then SFT when steps or seconds are set."""
     start = StartModel(model_args.model_name_or_path or str(BUNDLED_CHECKPOINT), "bundled checkpoint")
     if script.from_scratch:
-        start.path = new_model(model_args, os.path.join(config.output_dir, "base"), config.seed, state)
+        start.path = model_args.new_model(os.path.join(config.output_dir, "base"), config.seed)
     elif model_args.model_name_or_path:
         start.name = "start model"
     if script.sft_steps > 0 or script.sft_seconds:
         sft_dir = os.path.join(config.output_dir, "sft")
-        energy, result = sft(
+        energy, result = finetune(
             start.path,
             sft_dir,
             config,
@@ -690,7 +612,7 @@ def main():
     labelled, rl_train, val, test, sizes = held_out_splits(script, config)
 
     # stage 1. the start model: the bundled checkpoint, a given one, or a new model fine-tuned here
-    start = start_model(script, config, model_args, labelled, state)
+    start = start_model(script, config, model_args, labelled)
 
     # stage 2. RRHF over the RL prompts with freshly generated candidates, held-out points on the way
     trainer, rl_energy, history = rrhf_stage(script, config, start, rl_train, val, state)
@@ -700,7 +622,7 @@ def main():
 
     # stage 2b. SFT only on the labelled rows, for the same wall-clock time, from the same start model
     sft_only_dir = os.path.join(out, "sft_only")
-    sft_only_energy, sft_only = sft(
+    sft_only_energy, sft_only = finetune(
         start.path,
         sft_only_dir,
         config,

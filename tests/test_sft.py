@@ -130,3 +130,31 @@ def test_rl_curve_is_per_update_and_joins_candidate_rates_with_held_out_points()
         0.4
     )
     assert [h["epoch"] for h in history] == [0.0, 0.0, 0.25, 0.5]  # when each update's candidates were made
+
+
+def test_finetune_trains_a_folder_like_the_run_and_saves_it(train, tmp_path):
+    # The recipes' SFT stages: the run's RRHFConfig sets batch, seed and device; the model lands in output_dir.
+    from perfrl_trl import RRHFConfig
+    from perfrl_trl.models import ModelArguments, load_model_and_tokenizer
+    from perfrl_trl.trainer.sft import finetune
+
+    start = ModelArguments(model_size="tiny").new_model(tmp_path / "base", seed=0)
+    config = RRHFConfig(str(tmp_path / "run"), report_to="none", per_device_train_batch_size=4, logging_steps=1,
+                        max_prompt_length=256, max_completion_length=256, use_cpu=True, disable_tqdm=True)  # fmt: skip
+    energy, result = finetune(start, str(tmp_path / "sft"), config, train, 3e-3, max_steps=6)
+    assert result.steps == 6 and energy.seconds > 0
+    assert result.trainer.args.per_device_train_batch_size == 4 and result.trainer.args.seed == config.seed
+    before = load_model_and_tokenizer(start)[0].state_dict()
+    after = load_model_and_tokenizer(str(tmp_path / "sft"))[0].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"model_arch": "gpt"}, "--model_arch"), ({"model_size": "huge"}, "--model_size"), ({"dropout_rate": 1.5}, "--dropout_rate")],
+)
+def test_model_arguments_name_the_bad_field(kwargs, field):
+    from perfrl_trl.models import ModelArguments
+
+    with pytest.raises(ValueError, match=field):
+        ModelArguments(**kwargs)

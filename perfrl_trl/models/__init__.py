@@ -1,5 +1,6 @@
 """Code models and the bundled offline tokenizer (see `factory` and `tokenization`)."""
 
+from .arguments import ModelArguments
 from .bundled import BUNDLED_CHECKPOINT, checkpoint_card, export_checkpoint
 from .factory import (
     DECODER_PRESETS,
@@ -17,6 +18,7 @@ __all__ = [
     "BUNDLED_TOKENIZER_DIR",
     "DECODER_PRESETS",
     "T5_PRESETS",
+    "ModelArguments",
     "build_model",
     "checkpoint_card",
     "count_parameters",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
@@ -17,7 +18,11 @@ from transformers.trainer_callback import ProgressCallback
 
 from ..collator import SFTCollator
 from ..execution.cores import torch_threads
-from .callbacks import BudgetProgress, WallClockBudget
+from .callbacks import UNCAPPED_STEPS, BudgetProgress, WallClockBudget
+
+if TYPE_CHECKING:
+    from ..energy import EnergyReading
+    from .config import RRHFConfig
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,7 @@ def count_unfit_targets(
         >>> from perfrl_trl.models import load_tokenizer
         >>> count_unfit_targets(Dataset.from_dict({"target_code": ["print(1)", "x = 1\\n" * 50]}), load_tokenizer(), 32)
         1
+
         ```
     """
     if max_completion_length is None or target_column not in dataset.column_names or len(dataset) == 0:
@@ -148,8 +154,11 @@ def supervised_finetune(
         >>> tok = load_tokenizer()
         >>> train = build_benchmark(n_per_family=3, families=["sum_formula"], heldout_families=())["train"]
         >>> args = TrainingArguments("/tmp/sft", max_steps=2, report_to="none", remove_unused_columns=False)
-        >>> supervised_finetune(build_model("t5", "tiny", tok), tok, train, args, 128, 128).steps
+        >>> result = supervised_finetune(build_model("t5", "tiny", tok), tok, train, args, 128, 128)  # doctest: +ELLIPSIS
+        {...'train_runtime'...}
+        >>> result.steps
         2
+
         ```
     """
     if args.remove_unused_columns:
@@ -226,3 +235,113 @@ def train_with_collator(
         losses=losses,
         threads=threads,
     )
+
+
+def sft_training_arguments(
+    config: RRHFConfig,
+    output_dir: str,
+    learning_rate: float,
+    max_steps: int = 0,
+    bf16: bool = False,
+    **overrides,
+) -> TrainingArguments:
+    """`TrainingArguments` for cross-entropy fine-tuning that follow a run's [`RRHFConfig`].
+
+    The batch size, logging, reporting, seed, device and progress bars come from ``config``, so that the SFT
+    stages of a recipe train like its RRHF stage; the schedule is a constant learning rate after 20 warm-up
+    steps, with length-grouped batches. ``overrides`` replace any of these (a cosine schedule, checkpoints).
+
+    Args:
+        config: The run's [`RRHFConfig`].
+        output_dir: Where checkpoints (if any) go.
+        learning_rate: Peak learning rate.
+        max_steps: Optimizer steps; 0 leaves the length to a wall-clock budget (``seconds`` of [`finetune`]).
+        bf16: bf16 autocast (on a CPU-only machine this is CPU training, which `TrainingArguments` must be told).
+        **overrides: Any other `TrainingArguments` field.
+
+    Example:
+        ```python
+        >>> from perfrl_trl import RRHFConfig
+        >>> args = sft_training_arguments(RRHFConfig("/tmp/run", report_to="none"), "/tmp/run/sft", 1e-3, 10)
+        >>> args.max_steps, args.learning_rate, args.lr_scheduler_type.value
+        (10, 0.001, 'constant_with_warmup')
+
+        ```
+    """
+    return TrainingArguments(
+        **{
+            "output_dir": output_dir,
+            "max_steps": max_steps if max_steps > 0 else UNCAPPED_STEPS,
+            "learning_rate": learning_rate,
+            "per_device_train_batch_size": config.per_device_train_batch_size,
+            "logging_steps": config.logging_steps,
+            "report_to": config.report_to,
+            "save_strategy": "no",
+            "remove_unused_columns": False,
+            "seed": config.seed,
+            "bf16": bf16,
+            "use_cpu": config.use_cpu or (bf16 and not torch.cuda.is_available()),
+            "lr_scheduler_type": "constant_with_warmup",
+            "warmup_steps": 20,
+            **length_grouped(),
+            "disable_tqdm": config.disable_tqdm,
+            **overrides,
+        }
+    )
+
+
+def finetune(
+    model_dir: str,
+    output_dir: str,
+    config: RRHFConfig,
+    train_dataset,
+    learning_rate: float,
+    max_steps: int = 0,
+    seconds: float | None = None,
+    bf16: bool = False,
+    resume_from_checkpoint: str | bool | None = None,
+    **overrides,
+) -> tuple[EnergyReading, SFTResult]:
+    """Fine-tune the model in ``model_dir`` on ``prompt -> target_code`` and save it to ``output_dir``.
+
+    The recipes' SFT stages: [`supervised_finetune`] with [`sft_training_arguments`], the prompt and completion
+    lengths of ``config``, and the energy it used. Under ``accelerate launch`` the main process writes the
+    model and every rank returns once it is written.
+
+    Args:
+        model_dir: The starting checkpoint (folder or Hub id).
+        output_dir: Where the fine-tuned model goes.
+        config: The run's [`RRHFConfig`].
+        train_dataset: Rows with ``prompt`` and ``target_code``.
+        learning_rate, max_steps, bf16, **overrides: As in [`sft_training_arguments`].
+        seconds: Optional wall-clock budget shared by all ranks.
+        resume_from_checkpoint: A ``checkpoint-N`` folder of ``output_dir`` (or `True` for its latest).
+
+    Returns:
+        The energy reading of the training and the [`SFTResult`].
+    """
+    from accelerate import PartialState
+
+    from ..energy import EnergyMeter
+    from ..models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(model_dir)
+    args = sft_training_arguments(config, output_dir, learning_rate, max_steps, bf16, **overrides)
+    with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
+        result = supervised_finetune(
+            model,
+            tok,
+            train_dataset,
+            args,
+            config.max_prompt_length,
+            config.max_completion_length,
+            seconds=seconds,
+            resume_from_checkpoint=resume_from_checkpoint,
+        )
+    result.trainer.save_model(output_dir)  # the main process writes; the others wait for it below
+    state = PartialState()
+    state.wait_for_everyone()
+    state.print(
+        f"SFT: {result.steps} steps in {result.seconds:.0f}s on {result.threads or 'accelerator'} threads"
+    )
+    return meter.reading, result
