@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from perfrl_trl.data.pie import read_pairs, read_tests
 from perfrl_trl.execution import ExecutionConfig, Executor
 from perfrl_trl.metrics import SampleResult, aggregate, results_from_runtimes, score_programs
 
@@ -28,23 +29,14 @@ PIE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "pie"
 
 
 def load_pie(pie_dir: Path = PIE_DIR, limit: int | None = None) -> list[dict]:
-    """Read the PIE Python test pairs with the public tests of each problem as `{input, output}` dicts."""
-    rows = [json.loads(line) for line in (pie_dir / "py_test_pairs.jsonl").read_text().splitlines() if line]
-    rows = rows[:limit] if limit else rows
-    tests_by_problem: dict[str, list[dict]] = {}
+    """The PIE Python test pairs (checked by `read_pairs`), each with its problem's public tests under `tests`."""
+    rows = [row for _, row in read_pairs(pie_dir / "py_test_pairs.jsonl")][: limit or None]
+    tests: dict[str, list[dict]] = {}
     for row in rows:
         pid = row["problem_id"]
-        if pid not in tests_by_problem:
-            folder = pie_dir / "public_test_cases" / pid
-            n = len(list(folder.glob("input.*.txt")))
-            tests_by_problem[pid] = [
-                {
-                    "input": (folder / f"input.{i}.txt").read_text(),
-                    "output": (folder / f"output.{i}.txt").read_text(),
-                }
-                for i in range(n)
-            ]
-        row["tests"] = tests_by_problem[pid]
+        if pid not in tests:
+            tests[pid] = read_tests(pie_dir / "public_test_cases", pid)
+        row["tests"] = tests[pid]
     return rows
 
 
