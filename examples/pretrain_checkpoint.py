@@ -384,7 +384,8 @@ def validation_curve(script, config, sft_dir, export, trained, validation) -> li
 
 def pie_programs(script, config):
     """PIE's evaluation half, one row per distinct slow program that passes its own tests, and what was left out."""
-    programs, counts = load_pie_programs(script.pie_dir, "eval", progress=not config.disable_tqdm)
+    with PartialState().main_process_first():  # the other ranks read the main process's cached verdicts
+        programs, counts = load_pie_programs(script.pie_dir, "eval", progress=not config.disable_tqdm)
     if script.pie_max is not None and len(programs) > script.pie_max:
         programs = programs.shuffle(seed=config.seed).select(range(script.pie_max))
     return programs, {**counts, "judged": len(programs)}

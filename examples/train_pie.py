@@ -328,8 +328,10 @@ def adaptation_splits(script: ScriptArguments, config: RRHFConfig, seed: int):
     from datasets import concatenate_datasets, load_from_disk
 
     progress = not config.disable_tqdm
-    adapt, adapt_counts = load_pie_programs(script.pie_dir, "adapt", progress=progress)
-    evaluation, eval_counts = load_pie_programs(script.pie_dir, "eval", progress=progress)
+    # The main process judges which programs pass their own tests; the other ranks then read its cached verdicts.
+    with PartialState().main_process_first():
+        adapt, adapt_counts = load_pie_programs(script.pie_dir, "adapt", progress=progress)
+        evaluation, eval_counts = load_pie_programs(script.pie_dir, "eval", progress=progress)
     if len(adapt) == 0 or len(evaluation) == 0:
         sys.exit(
             f"PIE in {script.pie_dir}: {len(adapt)} adaptation and {len(evaluation)} evaluation programs pass"
