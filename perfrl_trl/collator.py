@@ -49,10 +49,11 @@ class RRHFCandidateCollator:
 
         {"prompt_ids": [...], "completion_ids": [[...], ...], "rewards": [...], "sources": [...]}
 
-    ``source`` is ``"random"``, ``"greedy"``, ``"target"`` or a [`SourceKind`] code; an optional ``truncated`` flag
-    (or ``truncated`` column) marks completions cut by the generation limit, and an optional ``speedup`` (or
-    ``speedups`` column; ``None`` when not measured) feeds speed-aware ranking. ``prompt_ids`` are used as given (add
-    the tokenizer's special tokens beforehand); ``completion_ids`` must not contain the decoder start token.
+    ``source`` is ``"random"``, ``"greedy"``, ``"target"``, ``"rewrite"`` or a [`SourceKind`] code; an optional
+    ``truncated`` flag (or ``truncated`` column) marks completions cut by the generation limit, and an optional
+    ``speedup`` (or ``speedups`` column; ``None`` when not measured) feeds speed-aware ranking. ``prompt_ids`` are
+    used as given (add the tokenizer's special tokens beforehand); ``completion_ids`` must not contain the decoder
+    start token.
 
     Completions are cut after their first EOS. An EOS is appended to a completion that has none unless it is
     marked ``truncated`` or is cut by ``max_completion_length``: a program stopped by the token limit did not end

@@ -72,10 +72,11 @@ class SourceKind(IntEnum):
     RANDOM = 0
     GREEDY = 1
     TARGET = 2
+    REWRITE = 3  # a generic rewrite of the row's slow program (``RRHFConfig.rewrite_candidates``)
 
     @classmethod
     def parse(cls, value: str | int | SourceKind) -> SourceKind:
-        """Accepts ``"random"``/``"greedy"``/``"target"`` (any case), an integer code or a member."""
+        """Accepts ``"random"``/``"greedy"``/``"target"``/``"rewrite"`` (any case), an integer code or a member."""
         if isinstance(value, str):
             try:
                 return cls[value.strip().upper()]

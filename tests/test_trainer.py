@@ -464,3 +464,42 @@ def test_a_tests_only_row_without_samples_is_a_clear_error(models, tmp_path):
     trainer = RRHFTrainer(models["t5"], args=args, train_dataset=Dataset.from_list(rows))
     with pytest.raises(ValueError, match="has no target_code and the config generates no candidate"):
         trainer.train()
+
+
+def test_rewrite_candidates_give_a_tests_only_prompt_a_correct_program_to_rank_first(models, tmp_path):
+    """A tests-only row whose samples all fail (a random tiny model) gets the library's generic rewrites of its
+    slow program as candidates: judged like the others, correct, ranked first and trained on, while the logged
+    rates of the model's own candidates leave them out."""
+    from perfrl_trl.loss import SourceKind, select_best
+
+    rows = _rows((300000,))
+    rows[0]["target_code"] = None
+    args = _args(tmp_path, max_steps=1, learning_rate=1e-2, rewrite_candidates=2, max_completion_length=96)
+    trainer = RRHFTrainer(models["t5"], args=args, train_dataset=Dataset.from_list(rows))
+    batch = trainer._generate_and_score(rows)
+    sources, rewards = batch["sources"], batch["rewards"]
+    rewrites = sources == SourceKind.REWRITE
+    assert rewrites.sum() == 2 and sources.ne(SourceKind.TARGET).all()
+    assert (rewards[rewrites] >= 1.3).all()  # R3 or R4: each rewrite passes the tests
+    assert (rewards[~rewrites] < 1.3).all()  # the untrained model's candidates do not
+    best = select_best(rewards, sources, batch["group_ids"])
+    assert sources[best].item() == SourceKind.REWRITE
+    assert trainer.candidate_log[-1]["groups_without_signal"] == 0
+    assert trainer.candidate_log[-1]["pass_rate"] == 0  # the rewrites are not the model's candidates
+
+    trainer.train()
+    assert torch.isfinite(torch.tensor(trainer.state.log_history[0]["loss"]))
+
+
+def test_rewrite_candidates_need_the_slow_program_column(models, tmp_path):
+    rows = _rows((10,))
+    for row in rows:
+        row.pop("input_code")
+    def length(prompts, completions, **_):  # a custom reward that needs no slow program
+        return [float(len(c)) for c in completions]
+
+    data = Dataset.from_list(rows)
+    RRHFTrainer(models["t5"], args=_args(tmp_path, max_steps=1), train_dataset=data, reward_funcs=length)
+    args = _args(tmp_path, max_steps=1, rewrite_candidates=1)
+    with pytest.raises(ValueError, match=r"missing the column\(s\) \['input_code'\]"):
+        RRHFTrainer(models["t5"], args=args, train_dataset=data, reward_funcs=length)

@@ -37,6 +37,12 @@ class RRHFConfig(TrainingArguments):
             Number of greedy completions per prompt, `0` or `1` (greedy decoding is deterministic).
         include_target (`bool`, *optional*, defaults to `True`):
             Whether the reference fast program is a candidate.
+        rewrite_candidates (`int`, *optional*, defaults to `0`):
+            Up to this many of the library's generic rewrites of the row's `input_code`
+            (`perfrl_trl.data.rewrite_pairs.candidate_rewrites`, the composition of every rewrite first) join its
+            group as candidates. They need the slow program only, never a target, and are judged like the
+            others, so a tests-only prompt whose samples all fail can still rank a correct (or faster) program
+            first. In a tie of rewards the model's own candidates win. `0` (the paper): none.
         max_prompt_length (`int` or `None`, *optional*, defaults to `512`):
             Longest prompt in tokens; longer prompts are truncated. `None` keeps them whole.
         max_completion_length (`int`, *optional*, defaults to `512`):
@@ -155,6 +161,13 @@ class RRHFConfig(TrainingArguments):
     include_target: bool = field(
         default=True, metadata={"help": "Use the reference fast program as a candidate."}
     )
+    rewrite_candidates: int = field(
+        default=0,
+        metadata={
+            "help": "Up to this many generic rewrites of the row's input_code join its group as candidates "
+            "(they need no target); 0: none."
+        },
+    )
     max_prompt_length: int | None = field(
         default=512, metadata={"help": "Longest prompt in tokens (truncated beyond); None keeps them whole."}
     )
@@ -209,7 +222,9 @@ class RRHFConfig(TrainingArguments):
     execution_n_trials: int = field(default=5, metadata={"help": "Timed repeats per program."})
     execution_workers: int | None = field(
         default=None,
-        metadata={"help": "Parallel sandbox workers; None: the usable cores divided among this machine's ranks."},
+        metadata={
+            "help": "Parallel sandbox workers; None: the usable cores divided among this machine's ranks."
+        },
     )
     cpu_threads: int | None = field(
         default=None,
@@ -284,7 +299,13 @@ class RRHFConfig(TrainingArguments):
         def fail(name: str, requirement: str) -> None:
             raise ValueError(f"RRHFConfig.{name} must be {requirement}, got {getattr(self, name)!r}.")
 
-        for name in ("num_random_samples", "num_greedy_samples", "no_repeat_ngram_size", "top_k"):
+        for name in (
+            "num_random_samples",
+            "num_greedy_samples",
+            "no_repeat_ngram_size",
+            "top_k",
+            "rewrite_candidates",
+        ):
             if getattr(self, name) < 0:
                 fail(name, ">= 0")
         if self.num_greedy_samples > 1:

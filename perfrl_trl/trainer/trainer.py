@@ -14,6 +14,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from ..collator import RRHFCandidateCollator
+from ..data.rewrite_pairs import candidate_rewrites
 from ..execution import ExecutionConfig
 from ..execution.cores import torch_threads
 from ..execution.tiers import Tier
@@ -199,6 +200,7 @@ class RRHFTrainer(Trainer):
         if data is None or not hasattr(data, "column_names"):
             return
         needed = {"prompt"} | ({"target_code"} if args.include_target else set())
+        needed |= {"input_code"} if args.rewrite_candidates else set()
         reward = self.scorer.unit_test_reward
         if reward is not None:
             needed |= {reward.tests_column, reward.baseline_column}
@@ -231,6 +233,16 @@ class RRHFTrainer(Trainer):
             for i, code in enumerate(columns["target_code"]):
                 if code is not None:
                     add(i, tok(code, add_special_tokens=False)["input_ids"], code, SourceKind.TARGET, False)
+        if args.rewrite_candidates:
+            for i, code in enumerate(columns["input_code"]):
+                for program in self._rewrites(code):
+                    add(
+                        i,
+                        tok(program, add_special_tokens=False)["input_ids"],
+                        program,
+                        SourceKind.REWRITE,
+                        False,
+                    )
         started = time.perf_counter()
         chunk = args.generation_batch_size
         for start in range(0, len(rows), chunk):
@@ -252,6 +264,18 @@ class RRHFTrainer(Trainer):
                     "(num_random_samples and num_greedy_samples are 0): a tests-only row needs samples"
                 )
         return {"rows": rows, "columns": columns, "candidates": candidates, "pending": pending}
+
+    def _rewrites(self, code: str) -> list[str]:
+        """Up to ``rewrite_candidates`` distinct generic rewrites of ``code``, the composition first, each short
+        enough to be trained on whole (a cut program would teach the model not to stop)."""
+        found = [p for p in candidate_rewrites(code).values() if p is not None]
+        limit = self.args.max_completion_length
+        fits = [
+            p
+            for p in dict.fromkeys(reversed(found))
+            if limit is None or len(self.processing_class(p, add_special_tokens=False)["input_ids"]) < limit
+        ]
+        return fits[: self.args.rewrite_candidates]
 
     def _score_and_collate(self, generated: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Wait for the candidates' rewards and collate them for the loss."""
@@ -307,7 +331,7 @@ class RRHFTrainer(Trainer):
             target = next((c for c in group if c.source == SourceKind.TARGET), None)
             target_verdict = verdicts[target.index] if target is not None and verdicts is not None else None
             for c in group:
-                if c.source == SourceKind.TARGET:
+                if c.source in (SourceKind.TARGET, SourceKind.REWRITE):  # not the model's
                     continue
                 verdict = verdicts[c.index] if verdicts is not None else None
                 tier = verdict.tier if verdict is not None else Tier.R2
