@@ -235,14 +235,8 @@ class RRHFTrainer(Trainer):
                     add(i, tok(code, add_special_tokens=False)["input_ids"], code, SourceKind.TARGET, False)
         if args.rewrite_candidates:
             for i, code in enumerate(columns["input_code"]):
-                for program in self._rewrites(code):
-                    add(
-                        i,
-                        tok(program, add_special_tokens=False)["input_ids"],
-                        program,
-                        SourceKind.REWRITE,
-                        False,
-                    )
+                for program, ids in self._rewrites(code):
+                    add(i, ids, program, SourceKind.REWRITE, False)
         started = time.perf_counter()
         chunk = args.generation_batch_size
         for start in range(0, len(rows), chunk):
@@ -265,17 +259,18 @@ class RRHFTrainer(Trainer):
                 )
         return {"rows": rows, "columns": columns, "candidates": candidates, "pending": pending}
 
-    def _rewrites(self, code: str) -> list[str]:
-        """Up to ``rewrite_candidates`` distinct generic rewrites of ``code``, the composition first, each short
-        enough to be trained on whole (a cut program would teach the model not to stop)."""
+    def _rewrites(self, code: str) -> list[tuple[str, list[int]]]:
+        """Up to ``rewrite_candidates`` distinct generic rewrites of ``code`` with their token ids, the composition
+        first, each short enough to be trained on whole (a cut program would teach the model not to stop)."""
         found = [p for p in candidate_rewrites(code).values() if p is not None]
-        limit = self.args.max_completion_length
-        fits = [
-            p
-            for p in dict.fromkeys(reversed(found))
-            if limit is None or len(self.processing_class(p, add_special_tokens=False)["input_ids"]) < limit
-        ]
-        return fits[: self.args.rewrite_candidates]
+        limit, kept = self.args.max_completion_length, []
+        for program in dict.fromkeys(reversed(found)):
+            ids = self.processing_class(program, add_special_tokens=False)["input_ids"]
+            if limit is None or len(ids) < limit:  # room for the EOS
+                kept.append((program, ids))
+            if len(kept) == self.args.rewrite_candidates:
+                break
+        return kept
 
     def _score_and_collate(self, generated: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Wait for the candidates' rewards and collate them for the loss."""
