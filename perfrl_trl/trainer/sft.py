@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
 from ..collator import SFTCollator
+from ..energy import EnergyMeter, EnergyReading
 from ..execution.cores import torch_threads
+from ..models import load_model_and_tokenizer
 from .callbacks import UNCAPPED_STEPS, BudgetProgress, WallClockBudget
 
 if TYPE_CHECKING:
-    from ..energy import EnergyReading
     from .config import RRHFConfig
 
 logger = logging.getLogger(__name__)
@@ -320,11 +322,6 @@ def finetune(
     Returns:
         The energy reading of the training and the [`SFTResult`].
     """
-    from accelerate import PartialState
-
-    from ..energy import EnergyMeter
-    from ..models import load_model_and_tokenizer
-
     model, tok = load_model_and_tokenizer(model_dir)
     args = sft_training_arguments(config, output_dir, learning_rate, max_steps, bf16, **overrides)
     with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
