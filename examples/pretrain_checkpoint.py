@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 
 from accelerate import PartialState
 from datasets import concatenate_datasets
-from train_pie import BASE, SFT_FROM_SCRATCH  # this script's folder is on sys.path; the shared presets
 from transformers import AutoConfig
 from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
@@ -57,6 +56,7 @@ from perfrl_trl.data.pie import read_pairs
 from perfrl_trl.data.rewrite_pairs import build_rewrite_pairs
 from perfrl_trl.inference import optimize_dataset
 from perfrl_trl.models import ModelArguments, checkpoint_card, export_checkpoint, load_model_and_tokenizer
+from perfrl_trl.presets import BASE, SFT_FROM_SCRATCH
 from perfrl_trl.reporting import plot_pretrain_curve
 from perfrl_trl.trainer import RRHFConfig
 from perfrl_trl.trainer.denoising import corpus_windows, denoising_pretrain

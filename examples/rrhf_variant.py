@@ -8,8 +8,8 @@ that run's RRHF stage (which the SFT-only arm was given too), starts from the sa
 the same 507 held-out problems, so its per-problem outcomes pair with the saved ones (exact McNemar tests on
 pass, %OPT and beating the target, a Wilcoxon test on the speed-ups; the programs were judged in two sessions,
 so the timing side carries that session's noise too). Its RL prompts are drawn as the compare run's are
-(`train_pie.rl_split`: tests-only rows, targets withheld). Every setting not given on the command line is the
-compare preset's (`train_pie.preset_defaults("compare")`).
+(`perfrl_trl.data.tests_only_split`: tests-only rows, targets withheld). Every setting not given on the command line is the
+compare preset's (`perfrl_trl.presets.preset_defaults("compare")`).
 Writes `<compare_dir>/variant-<name>/results.json`.
 """
 
@@ -21,10 +21,10 @@ import os
 from dataclasses import dataclass, field, fields
 
 from accelerate import PartialState
-from train_pie import SFT_ONLY, preset_defaults, rl_eval_schedule, rl_split  # this folder is on sys.path
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
+    SFT_ONLY,
     ModelEvaluation,
     ProblemOutcome,
     beats_target_share,
@@ -34,10 +34,12 @@ from perfrl_trl.comparison import (
     per_family,
     speedup_endpoint,
 )
+from perfrl_trl.data import tests_only_split
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.models import BUNDLED_CHECKPOINT
+from perfrl_trl.presets import preset_defaults
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
-from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget
+from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget, rl_eval_schedule
 
 
 @dataclass
@@ -74,11 +76,16 @@ def main():
     )  # the problems, as in the compare run
     data = build_benchmark(n_per_family=variant.n_per_family, seed=seed)
     test = data["test"].shuffle(seed=seed).select(range(min(variant.max_eval, len(data["test"]))))
-    _, _, train = rl_split(data["train"], variant.tests_only_fraction, variant.rl_prompts, seed)
+    _, _, train = tests_only_split(data["train"], variant.tests_only_fraction, variant.rl_prompts, seed)
     val = data["validation"].shuffle(seed=seed).select(range(variant.val_size))
     out = os.path.join(variant.compare_dir, f"variant-{variant.name}")
     schedule = rl_eval_schedule(
-        config, len(train), variant.rl_steps, variant.rl_eval_points, PartialState().num_processes
+        config.per_device_train_batch_size,
+        config.gradient_accumulation_steps,
+        len(train),
+        variant.rl_steps,
+        variant.rl_eval_points,
+        PartialState().num_processes,
     )
     rl_config = dataclasses.replace(
         config, output_dir=out, num_train_epochs=variant.rl_steps, max_steps=-1,

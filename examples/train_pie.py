@@ -26,7 +26,6 @@ here says so and exits).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ from accelerate import PartialState
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
+    SFT_ONLY,
     TARGET,
     beats_target_share,
     evaluate_models,
@@ -45,107 +45,17 @@ from perfrl_trl.comparison import (
     per_family,
     speedup_endpoint,
 )
-from perfrl_trl.data import hash_split_by_problem, load_pie_programs
+from perfrl_trl.data import load_pie_programs, tests_only_split
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.energy import EnergyMeter, EnergyReading
 from perfrl_trl.metrics.intervals import wilson_interval
 from perfrl_trl.models import BUNDLED_CHECKPOINT, ModelArguments
+from perfrl_trl.presets import PRESETS, preset_defaults
 from perfrl_trl.reporting import plot_loss_curves, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
-from perfrl_trl.trainer.callbacks import RLCurve
+from perfrl_trl.trainer.callbacks import RLCurve, rl_eval_schedule
 from perfrl_trl.trainer.sft import finetune
 
-# The small T5 built from its config, and how SFT trains it: the bundled checkpoint's settings
-# (examples/pretrain_checkpoint.py), which the scratch preset shares (see docs/results.md for what it reaches).
-SFT_FROM_SCRATCH = dict(
-    model_size="small",
-    dropout_rate=0.0,
-    per_device_train_batch_size=16,
-    learning_rate=1e-3,
-    sft_bf16=True,
-)
-# Every preset starts from these; flags given on the command line (or in --config) still win.
-BASE = dict(
-    report_to="none",
-    save_strategy="no",
-    logging_steps=10,
-    max_completion_length=256,  # >= 99% of the bundled targets fit with their EOS (test_benchmark.py)
-    max_prompt_length=256,
-)
-COMPARE = dict(  # RRHF vs SFT-only from the bundled checkpoint
-    n_per_family=130,  # 507 held-out test problems
-    # Half the train problems lose their targets: SFT-only learns from the other half, RRHF from these
-    # problems' tests and timing alone, one pass over 512 of them (no prompt twice).
-    tests_only_fraction=0.5,
-    rl_steps=1,
-    rl_prompts=512,
-    num_random_samples=4,  # and the default greedy decode: 5 candidates per prompt
-    generate_ahead=True,
-    per_device_train_batch_size=8,
-    rrhf_learning_rate=5e-5,
-    execution_n_trials=3,
-    rank_on_differing_tokens=True,
-    max_eval=600,
-    val_size=39,  # evaluated inside the timed RRHF stage at each held-out point: small
-    rl_eval_points=4,
-)
-# RL on real programs from their tests alone (issue 20): PIE's adaptation half against SFT-only on the synthetic
-# data, both judged on every program of PIE's evaluation half that passes its own tests.
-ADAPT = dict(
-    COMPARE,
-    dataset="pie",
-    tests_only_fraction=0.0,
-    rl_prompts=10**6,  # every adaptation program, once
-    max_eval=10**6,  # every evaluation program
-    val_size=24,
-    max_prompt_length=512,
-    max_completion_length=512,
-)
-# About 6 minutes on 2 CPU cores, from the bundled checkpoint: the compare preset, smaller.
-DEFAULT = dict(COMPARE, n_per_family=20, rl_prompts=32, max_eval=48, val_size=8, generation_batch_size=16)
-
-PRESETS = {
-    "default": DEFAULT,
-    "compare": COMPARE,
-    "adapt": ADAPT,
-    # Training from scratch, one flag away: 240 s of SFT, then the default's comparison (~10 minutes, not timed).
-    "scratch": dict(DEFAULT, **SFT_FROM_SCRATCH, from_scratch=True, sft_seconds=240),
-    # For tests: seconds, a tiny model from scratch.
-    "tiny": dict(
-        from_scratch=True,
-        model_size="tiny",
-        n_per_family=10,
-        tests_only_fraction=0.5,
-        sft_steps=20,
-        rl_steps=2,
-        rl_prompts=6,
-        max_eval=8,
-        val_size=3,
-        families="sum_formula,string_concat,membership_set",
-        per_device_train_batch_size=2,
-        max_completion_length=48,
-        max_prompt_length=160,
-        learning_rate=1e-3,
-        rrhf_learning_rate=1e-3,
-        execution_n_trials=3,
-        eval_num_beams=2,
-    ),
-    "paper": dict(
-        dataset="pie",
-        from_scratch=False,
-        sft_steps=20000,
-        rl_steps=10,
-        rl_prompts=2000,
-        max_eval=1000,
-        val_size=100,
-        learning_rate=5e-5,
-        per_device_train_batch_size=8,
-        max_completion_length=512,
-        max_prompt_length=512,
-        rrhf_learning_rate=2e-5,
-        bf16=torch.cuda.is_available(),
-    ),
-}
 # Presets that became recipes of their own: `--preset NAME` exits with this message instead of running.
 MOVED = {
     "pretrain": (
@@ -239,11 +149,6 @@ def parse_args():
     return parser.parse_args_and_config()
 
 
-def preset_defaults(preset: str) -> dict:
-    """Every default a preset sets, over those of the dataclasses (also read by examples/rrhf_variant.py)."""
-    return {"output_dir": f"outputs/train_pie-{preset}", **BASE, **PRESETS[preset]}
-
-
 def benchmark(script: ScriptArguments, seed: int):
     """The bundled benchmark of `--n_per_family` (and `--families`)."""
     kwargs = {}
@@ -258,9 +163,6 @@ def load_data(script: ScriptArguments, seed: int):
     sys.exit(f"unknown --dataset {script.dataset!r}; use 'bench' or 'pie'")
 
 
-SFT_ONLY = "SFT only (same compute)"
-
-
 @dataclass
 class StartModel:
     """Where both arms start: the model's folder, its name in the table, and stage 1's SFT if it ran."""
@@ -270,29 +172,6 @@ class StartModel:
     energy: EnergyReading | None = None
     losses: list[dict] = field(default_factory=list)
     steps: int = 0
-
-
-def rl_split(train, tests_only_fraction: float, rl_prompts: int, seed: int):
-    """The SFT rows, the tests-only rows and the RL prompts (also used by examples/rrhf_variant.py).
-
-    With a tests-only fraction, train's problems are split by a fixed hash of their id (salted with the seed):
-    SFT sees the labelled part only, and the RL prompts are up to `rl_prompts` rows of the tests-only part,
-    shuffled, each once, with ``target_code`` None, so that RRHF learns from the tests and the timing alone.
-    Without, SFT sees all of train and the RL prompts are a shuffled prefix of it, targets included.
-    """
-    if tests_only_fraction > 0:
-        labelled, tests_only = hash_split_by_problem(train, tests_only_fraction, salt=seed)
-        if len(labelled) == 0 or len(tests_only) == 0:
-            sys.exit(
-                f"--tests_only_fraction {tests_only_fraction} left {len(labelled)} labelled and "
-                f"{len(tests_only)} tests-only rows of {len(train)} (raise --n_per_family)"
-            )
-        rl = tests_only.shuffle(seed=seed).select(range(min(rl_prompts, len(tests_only))))
-        feature = rl.features["target_code"]
-        rl = rl.remove_columns("target_code").add_column("target_code", [None] * len(rl), feature=feature)
-        return labelled, tests_only, rl
-    # Splits are ordered by family: shuffle before taking a prefix, so that every family is represented.
-    return train, train.select([]), train.shuffle(seed=seed).select(range(min(rl_prompts, len(train))))
 
 
 def held_out_splits(script: ScriptArguments, config: RRHFConfig):
@@ -307,7 +186,10 @@ def held_out_splits(script: ScriptArguments, config: RRHFConfig):
     if len(test) == 0 or len(train) == 0:
         n_rows = f"{len(train)} train and {len(test)} test rows"
         sys.exit(f"the {script.dataset} data has {n_rows} (raise --n_per_family)")
-    labelled, tests_only, rl_train = rl_split(train, script.tests_only_fraction, script.rl_prompts, seed)
+    try:
+        labelled, tests_only, rl_train = tests_only_split(train, script.tests_only_fraction, script.rl_prompts, seed)
+    except ValueError as e:
+        sys.exit(f"{e} (raise --n_per_family, or change --tests_only_fraction)")
     test = test.shuffle(seed=seed).select(range(min(script.max_eval, len(test))))
     val = data["validation"].shuffle(seed=seed).select(range(min(script.val_size, len(data["validation"]))))
     sizes = {
@@ -384,18 +266,6 @@ def start_model(script, config, model_args, train) -> StartModel:
     return start
 
 
-def rl_eval_schedule(
-    config: RRHFConfig, n_prompts: int, passes: int, points: int | None, processes: int
-) -> dict:
-    """When stage 2 evaluates the validation rows: `points` times, evenly over the updates (transformers adds
-    one after the last update when it is not on the schedule), or after each pass when `points` is None."""
-    if points is None:
-        return {"eval_strategy": "epoch"}
-    batches = math.ceil(n_prompts / (config.per_device_train_batch_size * processes))
-    updates = passes * math.ceil(batches / config.gradient_accumulation_steps)
-    return {"eval_strategy": "steps", "eval_steps": max(1, math.ceil(updates / points))}
-
-
 def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialState):
     """Stage 2: RRHF passes over the RL prompts with candidates the current policy generates; the RL curve."""
     rl_config = dataclasses.replace(
@@ -406,7 +276,12 @@ def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialS
         learning_rate=script.rrhf_learning_rate,
         lr_scheduler_type="constant",
         **rl_eval_schedule(
-            config, len(rl_train), script.rl_steps, script.rl_eval_points, state.num_processes
+            config.per_device_train_batch_size,
+            config.gradient_accumulation_steps,
+            len(rl_train),
+            script.rl_steps,
+            script.rl_eval_points,
+            state.num_processes,
         ),
     )
     curve = RLCurve()

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .trainer.config import RRHFConfig
 
 TARGET = "dataset target"
+# The row name of the arm that continues SFT for the RL arm's wall time.
+SFT_ONLY = "SFT only (same compute)"
 # Target kinds of the bundled benchmark that leave room to be beaten (an "optimal" target is the best known).
 _PARTLY_OPTIMISED = ("partial", "marginal")
 

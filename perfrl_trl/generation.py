@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -16,8 +16,19 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from .execution.cores import torch_threads
 
-if TYPE_CHECKING:
-    from .trainer.config import RRHFConfig
+
+class DecodingSettings(Protocol):
+    """The decoding fields of a run's config that generation reads; ``RRHFConfig`` has them all. A protocol, so
+    that this module stays below the trainer that uses it."""
+
+    max_prompt_length: int | None
+    max_completion_length: int
+    repetition_penalty: float
+    no_repeat_ngram_size: int
+    generation_kwargs: dict[str, Any] | None
+    generation_batch_size: int | None
+    eval_num_beams: int
+    eval_num_return_sequences: int
 
 
 @dataclass
@@ -108,7 +119,7 @@ def sampling_config(base: GenerationConfig, **changes) -> GenerationConfig:
 
 
 def base_generation_config(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: RRHFConfig
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: DecodingSettings
 ) -> GenerationConfig:
     """The decoding settings every generation of a run shares: the config's length limit, penalties and
     ``generation_kwargs``, the tokenizer's pad and EOS, and the model's decoder start token.
@@ -133,7 +144,7 @@ def beam_programs(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
-    config: RRHFConfig,
+    config: DecodingSettings,
     device: torch.device | None = None,
     progress: bool = False,
 ) -> tuple[list[list[str]], list[list[bool]]]:

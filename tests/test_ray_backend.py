@@ -42,13 +42,13 @@ def _free_port() -> int:
 
 def _drop_shared_ray_executors() -> None:
     """Close the RayExecutors that get_executor made (the trainer's), so their actors give the CPUs back."""
-    from perfrl_trl.execution import judge
+    from perfrl_trl.execution import shared
     from perfrl_trl.execution.ray_backend import RayExecutor
 
-    with judge._shared_lock:
-        found = [(k, ex) for k, ex in judge._shared.items() if isinstance(ex, RayExecutor)]
+    with shared._shared_lock:
+        found = [(k, ex) for k, ex in shared._shared.items() if isinstance(ex, RayExecutor)]
         for key, _ in found:
-            del judge._shared[key]
+            del shared._shared[key]
     for _, ex in found:
         ex.close()
 

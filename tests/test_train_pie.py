@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
+from perfrl_trl.presets import preset_defaults
+from perfrl_trl.trainer.callbacks import rl_eval_schedule
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_pie.py"
 TINY = [
@@ -151,7 +153,6 @@ def test_train_pie_with_two_processes_writes_once_and_does_not_hang(tmp_path):
 def test_rrhf_variant_takes_every_setting_of_the_compare_preset_but_its_own(monkeypatch):
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     import rrhf_variant
-    from train_pie import preset_defaults
 
     monkeypatch.setattr(sys, "argv", ["rrhf_variant.py", "--rl_prompts", "288", "--rl_steps", "2"])
     variant, config = rrhf_variant._parse()
@@ -203,17 +204,17 @@ def test_tiny_preset_rl_prompts_are_tests_only_rows_disjoint_from_the_labelled_o
 def test_presets_split_compare_and_default_alike_and_schedule_about_four_held_out_points(
     monkeypatch, tmp_path
 ):
-    train_pie, script, config, _ = _parse_train_pie(monkeypatch, tmp_path, "--preset", "compare")
+    _, script, config, _ = _parse_train_pie(monkeypatch, tmp_path, "--preset", "compare")
     assert (script.tests_only_fraction, script.rl_steps, script.rl_prompts) == (0.5, 1, 512)
     assert (config.num_random_samples, config.num_greedy_samples, config.generate_ahead) == (4, 1, True)
     # 512 prompts in batches of 8: 64 updates, evaluated every 16 (4 points besides step 0).
-    assert train_pie.rl_eval_schedule(config, 512, 1, script.rl_eval_points, 1) == {
+    assert rl_eval_schedule(config.per_device_train_batch_size, config.gradient_accumulation_steps, 512, 1, script.rl_eval_points, 1) == {
         "eval_strategy": "steps", "eval_steps": 16
     }  # fmt: skip
-    assert train_pie.rl_eval_schedule(config, 30 * 8, 1, 4, 1)["eval_steps"] == 8  # 30 updates: 8, 16, 24, 30
-    assert train_pie.rl_eval_schedule(config, 512, 2, None, 1) == {"eval_strategy": "epoch"}
-    default = train_pie.preset_defaults("default")
-    compare = train_pie.preset_defaults("compare")
+    assert rl_eval_schedule(config.per_device_train_batch_size, config.gradient_accumulation_steps, 30 * 8, 1, 4, 1)["eval_steps"] == 8  # 30 updates: 8, 16, 24, 30
+    assert rl_eval_schedule(config.per_device_train_batch_size, config.gradient_accumulation_steps, 512, 2, None, 1) == {"eval_strategy": "epoch"}
+    default = preset_defaults("default")
+    compare = preset_defaults("compare")
     different = {k for k in compare if compare[k] != default.get(k)}
     assert different == {"output_dir", "n_per_family", "rl_prompts", "max_eval", "val_size"}
     assert default["generation_batch_size"] == 16 and default["rl_prompts"] == 32

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         span_corrupt,
         span_corruption_lengths,
     )
-    from .splits import hash_split_by_problem, problem_unit
+    from .splits import hash_split_by_problem, problem_unit, tests_only_split
 
 _LAZY = {
     **dict.fromkeys(("FAMILIES", "build_benchmark", "generate_problems"), ".benchmark"),
@@ -35,7 +35,7 @@ _LAZY = {
         ("DataError", "FilterReport", "filter_executable", "load_pie", "load_pie_programs", "split_of"),
         ".pie",
     ),
-    **dict.fromkeys(("problem_unit", "hash_split_by_problem"), ".splits"),
+    **dict.fromkeys(("problem_unit", "hash_split_by_problem", "tests_only_split"), ".splits"),
     **dict.fromkeys(("REWRITES", "applicable_rewrites", "apply_rewrites"), ".rewrites"),
     **dict.fromkeys(("build_rewrite_pairs", "candidate_rewrites"), ".rewrite_pairs"),
     **dict.fromkeys(("SHAPES", "SlowProgram", "generate_programs", "with_expected_outputs"), ".shapes"),
@@ -82,6 +82,7 @@ __all__ = [
     "span_corrupt",
     "span_corruption_lengths",
     "split_of",
+    "tests_only_split",
     "with_expected_outputs",
 ]
 

@@ -65,3 +65,50 @@ def hash_split_by_problem(
         dataset.select([i for i, s in enumerate(second) if not s]),
         dataset.select([i for i, s in enumerate(second) if s]),
     )
+
+
+def tests_only_split(
+    train: datasets.Dataset, tests_only_fraction: float, rl_prompts: int, seed: int
+) -> tuple[datasets.Dataset, datasets.Dataset, datasets.Dataset]:
+    """The SFT rows, the tests-only rows and the RL prompts of a train split, as the recipes use them.
+
+    With a tests-only fraction, the problems are split by [`hash_split_by_problem`] (salted with `seed`): SFT
+    sees the labelled part only, and the RL prompts are up to `rl_prompts` rows of the tests-only part, shuffled,
+    each once, with ``target_code`` None, so that RL learns from the tests and the timing alone. Without, SFT
+    sees all of train and the RL prompts are a shuffled prefix of it, targets included.
+
+    Args:
+        train (`datasets.Dataset`): Rows with ``problem_id`` and ``target_code`` columns.
+        tests_only_fraction (`float`): Expected share of problems whose targets are withheld, in [0, 1].
+        rl_prompts (`int`): At most this many RL prompts.
+        seed (`int`): Salts the split and seeds the shuffle.
+
+    Returns:
+        `(labelled, tests_only, rl)`.
+
+    Example:
+        ```python
+        >>> from datasets import Dataset
+        >>> rows = Dataset.from_dict({"problem_id": [f"p{i}" for i in range(40)], "target_code": ["x"] * 40})
+        >>> labelled, tests_only, rl = tests_only_split(rows, 0.5, rl_prompts=4, seed=0)
+        >>> len(rl), set(rl["target_code"])
+        (4, {None})
+        ```
+    """
+    if rl_prompts < 1:
+        raise ValueError(f"tests_only_split: rl_prompts must be >= 1, got {rl_prompts!r}")
+    if "target_code" not in train.column_names:
+        raise ValueError(f"tests_only_split: no target_code column (columns: {train.column_names})")
+    if tests_only_fraction > 0:
+        labelled, tests_only = hash_split_by_problem(train, tests_only_fraction, salt=seed)
+        if len(labelled) == 0 or len(tests_only) == 0:
+            raise ValueError(
+                f"tests_only_split: a tests-only fraction of {tests_only_fraction} left {len(labelled)} labelled "
+                f"and {len(tests_only)} tests-only rows of {len(train)}; use more problems"
+            )
+        rl = tests_only.shuffle(seed=seed).select(range(min(rl_prompts, len(tests_only))))
+        feature = rl.features["target_code"]
+        rl = rl.remove_columns("target_code").add_column("target_code", [None] * len(rl), feature=feature)
+        return labelled, tests_only, rl
+    # Splits are ordered by family: shuffle before taking a prefix, so that every family is represented.
+    return train, train.select([]), train.shuffle(seed=seed).select(range(min(rl_prompts, len(train))))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
@@ -447,36 +446,3 @@ class Executor:
             if worker is not None:
                 self._pool.release(worker)
             self._count("timed_runs", n_runs)
-
-
-_shared: dict[str, Executor] = {}
-_shared_lock = threading.Lock()
-
-
-def get_executor(config: ExecutionConfig | None = None) -> Executor:
-    """A process-wide executor for ``config``, started on first use and closed at exit.
-
-    Executors are shared per configuration: rewards and metrics with the same settings share workers
-    and verdict caches, and one with other settings never closes an executor that others hold.
-
-    Args:
-        config: The settings; defaults to :class:`ExecutionConfig`. With ``ray_address`` set, the executor
-            is a :class:`~perfrl_trl.execution.ray_backend.RayExecutor` (same interface, judging on Ray).
-    """
-    config = config or ExecutionConfig()
-    key = repr(config)  # every field, including the (unhashable) environment dict
-    with _shared_lock:
-        if key not in _shared:
-            if config.ray_address is not None:
-                from .ray_backend import RayExecutor  # Ray is imported only when asked for
-
-                _shared[key] = RayExecutor(config)
-            else:
-                _shared[key] = Executor(config)
-        return _shared[key]
-
-
-@atexit.register
-def _close_shared() -> None:
-    for executor in _shared.values():
-        executor.close()

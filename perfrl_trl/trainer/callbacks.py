@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import ClassVar
 
@@ -208,3 +209,36 @@ class RLCurve(TrainerCallback):
             point.update(evaluated)
             out.append(point)
         return out
+
+
+def rl_eval_schedule(
+    per_device_batch_size: int,
+    gradient_accumulation_steps: int,
+    n_prompts: int,
+    passes: int,
+    points: int | None,
+    processes: int,
+) -> dict:
+    """``TrainingArguments`` fields that evaluate an RL run's validation rows `points` times, evenly over its
+    updates (transformers adds one after the last update when it is not on the schedule), or after each pass
+    when `points` is None.
+
+    Args:
+        per_device_batch_size: Prompts per process per batch.
+        gradient_accumulation_steps: Batches per update.
+        n_prompts: RL prompts in one pass.
+        passes: Passes over them.
+        points: Held-out points, or None for one after each pass.
+        processes: Data-parallel processes.
+
+    Example:
+        ```python
+        >>> rl_eval_schedule(8, 1, 512, 1, 4, 1)
+        {'eval_strategy': 'steps', 'eval_steps': 16}
+        ```
+    """
+    if points is None:
+        return {"eval_strategy": "epoch"}
+    batches = math.ceil(n_prompts / (per_device_batch_size * processes))
+    updates = passes * math.ceil(batches / gradient_accumulation_steps)
+    return {"eval_strategy": "steps", "eval_steps": max(1, math.ceil(updates / points))}
