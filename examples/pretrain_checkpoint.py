@@ -80,7 +80,7 @@ PRESETS = {
     "bench": CHECKPOINT,
     # Real code first: denoising on the installed Python, then SFT on the benchmark and verified rewrite pairs,
     # with prompts and programs up to 512 tokens (93% of PIE's slow programs fit, 72% in 256). A decoder-only
-    # model: the small T5 never learnt to copy on this budget, the decoder does (docs/results.md, issue 18).
+    # model: the small T5 never learnt to copy on this budget, the decoder does (docs/results.md).
     "real": dict(
         CHECKPOINT,
         output_dir="outputs/pretrain_checkpoint-real",

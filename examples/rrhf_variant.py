@@ -6,8 +6,8 @@
 The compare run's SFT-only arm is not retrained: the variant's RRHF stage gets the same wall-clock budget as
 that run's RRHF stage (which the SFT-only arm was given too), starts from the same checkpoint, and is judged on
 the same 507 held-out problems, so its per-problem outcomes pair with the saved ones (exact McNemar tests on
-pass, %OPT and beating the target, a Wilcoxon test on the speed-ups; the programs were judged in two sessions,
-so the timing side carries that session's noise too). Its RL prompts are drawn as the compare run's are
+pass, %OPT and beating the target, a Wilcoxon test on the speed-ups; the programs were judged in two separate runs,
+so the timing side carries the noise of both moments too). Its RL prompts are drawn as the compare run's are
 (`perfrl_trl.data.tests_only_split`: tests-only rows, targets withheld). Every setting not given on the command line is the
 compare preset's (`perfrl_trl.presets.preset_defaults("compare")`).
 Writes `<compare_dir>/variant-<name>/results.json`.
