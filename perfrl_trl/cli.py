@@ -17,6 +17,7 @@ from ._cli_common import (
     read_tests_dir,
 )
 from .cli_optimize import add_optimize_parser
+from .cli_serve import add_serve_parser
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_register_metrics)
 
     add_optimize_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

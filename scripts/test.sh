@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # The pinned CPU build first: an unpinned torch would pull several GB of CUDA packages.
 python3 -m pip install -q torch==2.13.0
 # The ray extra too: tests/test_ray_backend.py starts a two-node Ray cluster on this machine, and skips without Ray.
-python3 -m pip install -q -e ".[test,ray]"
+# The serve extra: tests/test_serve.py starts the reward server on a loopback port.
+python3 -m pip install -q -e ".[test,ray,serve]"
 # Which bubblewrap and isolation level the sandbox tests get, for the log.
 python3 -m perfrl_trl.cli sandbox-info
 python3 -m ruff check perfrl_trl tests examples benchmarks scripts

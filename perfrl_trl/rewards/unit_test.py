@@ -189,14 +189,13 @@ class UnitTestRewardFunction:
         verdicts = self.executor.judge_many(jobs, progress=progress)
         return [self._details(v) for v in verdicts]
 
-    def __call__(
-        self, prompts: Sequence | None = None, completions: Sequence | None = None, **columns
-    ) -> list[float]:
+    def _columns(self, completions: Sequence | None, columns: dict) -> tuple[Sequence, Sequence, Sequence | None]:
+        """The completions, tests and baselines of a TRL call (shared with the async subclass)."""
         if completions is None:
-            raise ValueError("UnitTestRewardFunction needs `completions`")
+            raise ValueError(f"{type(self).__name__} needs `completions`")
         if self.tests_column not in columns:
             raise KeyError(
-                f"UnitTestRewardFunction needs the dataset column {self.tests_column!r} (a list of "
+                f"{type(self).__name__} needs the dataset column {self.tests_column!r} (a list of "
                 f"{{'input', 'output'}} per row); the columns passed were {sorted(columns)}"
             )
         baselines = columns.get(self.baseline_column)
@@ -205,4 +204,10 @@ class UnitTestRewardFunction:
                 "no %r column: candidates are not timed against a baseline (R4 is impossible)",
                 self.baseline_column,
             )
-        return [d.reward for d in self.score(completions, columns[self.tests_column], baselines)]
+        return completions, columns[self.tests_column], baselines
+
+    def __call__(
+        self, prompts: Sequence | None = None, completions: Sequence | None = None, **columns
+    ) -> list[float]:
+        completions, tests, baselines = self._columns(completions, columns)
+        return [d.reward for d in self.score(completions, tests, baselines)]
