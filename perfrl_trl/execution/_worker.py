@@ -35,7 +35,7 @@ import json
 import math  # noqa: F401
 import operator  # noqa: F401
 import os
-import re  # noqa: F401
+import re
 import resource
 import select
 import signal
@@ -94,13 +94,17 @@ _ARCHES = {
     "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435}, (129, 130, 131, 138, 240, 424, 117, 270, 271)),
 }
 _EPERM, _ENOSYS, _CLONE_THREAD = 1, 38, 0x10000
+# execve, execveat: refused to a program whose instructions are counted, which would leave valgrind by them.
+_EXEC_NRS = {"x86_64": (59, 322), "aarch64": (221, 281)}
 
 
-def _seccomp_program():
+def _seccomp_program(deny_exec=False):
     machine = os.uname().machine
     if machine not in _ARCHES:
         return None
     arch, nrs, denied = _ARCHES[machine]
+    if deny_exec:
+        denied = (*denied, *_EXEC_NRS[machine])
     ret_allow, ret_eperm, ret_enosys = 0x7FFF0000, 0x00050000 | _EPERM, 0x00050000 | _ENOSYS
     # (code, jt, jf, k) with jump targets as labels, resolved below; BPF only jumps forwards.
     prog = [
@@ -238,6 +242,61 @@ def _child(code_obj, stdin_fd, out_w, err_w, workdir, limits):
     os._exit(status)
 
 
+def _count_child(stdin_fd, out_w, err_w, src_fd, log_w, workdir, limits):
+    """Runs in the forked child of a counted run: lock it down, then become valgrind on ``_count_runner``.
+
+    The program itself only starts in the runner's own child, after the seccomp filter is in place there.
+    """
+    try:
+        os.setsid()
+        for name, value in limits["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        fd = os.open(f"/proc/self/fd/{stdin_fd}", os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        src = os.open(f"/proc/self/fd/{src_fd}", os.O_RDONLY)
+        os.dup2(src, 3)
+        os.dup2(log_w, 4)
+        os.closerange(5, 1 << 16)
+        os.chdir(workdir)
+        drop = limits["drop_uid"]
+        if drop is not None:
+            os.setgroups([])
+            os.setgid(drop)
+            os.setuid(drop)
+        counter = limits["counter"]
+        argv = [*counter["valgrind"], counter["python"], "-S", "-s", "-B", "-c", counter["runner"]]
+        argv.append(json.dumps({"path": counter["path"], "filter": limits["count_filter"]}))
+        env = dict(os.environ)
+        env["PYTHONHASHSEED"] = "0"  # str hashes, hence set and dict orders, the same in every run
+        os.execve(argv[0], argv, env)
+    except BaseException:
+        pass
+    os._exit(125)
+
+
+# valgrind's summary line of one process: "==<pid>== I   refs:      328,203,762".
+_REFS = re.compile(rb"^==(\d+)== I\s+refs:\s+([\d,]+)\s*$", re.MULTILINE)
+
+
+def _instructions(log, runner_pid):
+    """The program's instructions from valgrind's log of a counted run, or why there are none.
+
+    Three processes report: the empty child first (before the program's child exists), the program's child,
+    then the runner (last, after its child is gone). The program may write lines that look like reports
+    (through ``/proc/self/fd``), but only before its own report, and it cannot outlive it: so the first
+    report is the empty child's and the last but one the program's, whatever it wrote.
+    """
+    refs = [(int(pid), int(n.replace(b",", b""))) for pid, n in _REFS.findall(log)]
+    if len(refs) < 3 or refs[-1][0] != runner_pid:
+        return None, f"valgrind reported {len(refs)} process(es), not the 3 of a counted run"
+    (empty_pid, empty), (pid, total) = refs[0], refs[-2]
+    if len({empty_pid, pid, runner_pid}) != 3:
+        return None, "valgrind's reports do not come from three processes"
+    return total - empty, None
+
+
 def _reap_others(in_namespace, pgid):
     """Kill everything the run left behind (daemons, forks) so nothing outlives it."""
     if in_namespace:
@@ -308,11 +367,18 @@ def _run_one(code_obj, data, req, index):
     stdin_fd = _sealed_memfd(data)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    count = req.get("count", False)
+    if count:
+        src_fd = _sealed_memfd(req["source"])
+        log_r, log_w = os.pipe()
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         os.close(out_r)
         os.close(err_r)
+        if count:
+            os.close(log_r)
+            _count_child(stdin_fd, out_w, err_w, src_fd, log_w, workdir, req)
         _child(code_obj, stdin_fd, out_w, err_w, workdir, req)
     os.close(out_w)
     os.close(err_w)
@@ -320,13 +386,18 @@ def _run_one(code_obj, data, req, index):
     pidfd = os.pidfd_open(pid)
     deadline = start + req["timeout"]
     cap = req["output_cap"]
-    out, err = [], []
+    out, err, log = [], [], []
     sizes = {out_r: 0, err_r: 0}
     bufs = {out_r: out, err_r: err}
-    open_fds = {out_r, err_r}
+    if count:
+        os.close(src_fd)
+        os.close(log_w)
+        sizes[log_r] = 0
+        bufs[log_r] = log
+    open_fds = set(bufs)
     timed_out = over_cap = exited = False
     poller = select.poll()
-    for fd in (out_r, err_r, pidfd):
+    for fd in (*bufs, pidfd):
         poller.register(fd, select.POLLIN)
     # Loop until the child has exited *and* its pipes are drained: a child that closes its pipes and
     # then sleeps must still meet the deadline.
@@ -368,7 +439,7 @@ def _run_one(code_obj, data, req, index):
     _, wstatus, rusage = os.wait4(pid, 0)
     wall = time.perf_counter() - start
     _reap_others(req["namespace"], pid)
-    for fd in (out_r, err_r, pidfd):
+    for fd in (*bufs, pidfd):
         os.close(fd)
     _rmtree(workdir)
     if req["namespace"]:
@@ -398,6 +469,11 @@ def _run_one(code_obj, data, req, index):
         "stdout_len": len(stdout),
         "stderr_len": len(stderr),
     }
+    if count:
+        failed = result["exit"] != 0 or timed_out or over_cap
+        result["instructions"], result["count_error"] = (
+            (None, "the run failed") if failed else _instructions(b"".join(log), pid)
+        )
     return result, stdout + stderr
 
 
@@ -518,6 +594,13 @@ def _serve(root, namespace, options):
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     counter = 0
     seccomp = _seccomp_program()
+    count_settings = options.get("counter")
+    count_filter = None
+    if count_settings is not None:
+        strict = _seccomp_program(deny_exec=True)
+        count_filter = "" if strict is None else strict[1].raw[: strict[0].len * 8].hex()
+        # The runner imports from where this process does (it starts without site, to start faster).
+        count_settings = {**count_settings, "path": [p for p in sys.path if p]}
     # Freezing the heap keeps the children's garbage collector off the inherited objects, which
     # would otherwise copy-on-write their pages and bill that to every measured run.
     gc.collect()
@@ -553,6 +636,17 @@ def _serve(root, namespace, options):
         req["keep"] = keep
         req["seccomp"] = seccomp if req.get("no_fork", True) else None
         source = blob[: req["code_len"]]
+        if req.get("count"):
+            if count_settings is None:
+                _send(
+                    {
+                        "compiled": False,
+                        "error": "this worker was not started to count instructions",
+                        "runs": [],
+                    }
+                )
+                continue
+            req["counter"], req["count_filter"], req["source"] = count_settings, count_filter, source
         try:
             code_obj = compile(source, "main.py", "exec", dont_inherit=True)
         except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+from .counters import COST_MODES, COUNT_TIMEOUT_EXTRA_S, COUNT_TIMEOUT_FACTOR, COUNTER_MEMORY_MB
 from .tiers import DEFAULT_MARGIN
 from .timing import TimingRule
 
@@ -53,12 +54,22 @@ class ExecutionConfig:
             started here) or a cluster's address; ``workers`` is then the number of actors, one CPU each
             (default: the cluster's CPUs over ``$WORLD_SIZE``). ``None`` (default) judges locally, whatever the
             environment says. See ``perfrl_trl.execution.ray_backend`` and docs/recipes/ray.md.
+        cost: What "faster" is measured in. ``"cpu_time"`` (default): CPU seconds, over repeated trials with a
+            significance test. ``"instructions"``: instructions the program executes, counted once per test
+            with valgrind inside the same sandbox, start-up left out and the hash seed fixed, so the same
+            program gets the same count on any machine; R4 iff ``count * margin <= baseline count``. Needs
+            valgrind (``apt-get install valgrind``); see docs/cost.md.
+        valgrind: Path of the valgrind binary for ``cost="instructions"``; ``None`` finds it on ``$PATH``.
+        count_timeout_s: Wall-clock limit of one counted run (one test under valgrind, about 20x slower than
+            a plain run, plus its start-up); defaults to ``30 * timeout_s + 30``.
 
     Example:
         ```python
         >>> from perfrl_trl.execution import ExecutionConfig
         >>> ExecutionConfig(timeout_s=2.0, n_trials=3).margin
         1.1
+        >>> ExecutionConfig(cost="instructions").count_timeout
+        180.0
         ```
     """
 
@@ -82,8 +93,21 @@ class ExecutionConfig:
     cache_size: int = 100_000
     extra_env: dict[str, str] = field(default_factory=dict)
     ray_address: str | None = None
+    cost: str = "cpu_time"
+    valgrind: str | None = None
+    count_timeout_s: float | None = None
 
     def __post_init__(self):
+        if self.cost not in COST_MODES:
+            raise ValueError(f"ExecutionConfig.cost must be one of {COST_MODES}, got {self.cost!r}")
+        if self.valgrind is not None and (not isinstance(self.valgrind, str) or not self.valgrind):
+            raise ValueError(f"ExecutionConfig.valgrind must be None or a path, got {self.valgrind!r}")
+        if self.count_timeout_s is not None and (
+            not isinstance(self.count_timeout_s, (int, float)) or self.count_timeout_s <= 0
+        ):
+            raise ValueError(
+                f"ExecutionConfig.count_timeout_s must be None or a positive number, got {self.count_timeout_s!r}"
+            )
         positive = ("timeout_s", "memory_mb", "file_size_mb", "disk_mb", "max_processes", "max_open_files")
         for name in (*positive, "output_limit_bytes", "n_trials", "margin", "cache_size"):
             value = getattr(self, name)
@@ -141,6 +165,21 @@ class ExecutionConfig:
             "RLIMIT_NOFILE": int(self.max_open_files),
             "RLIMIT_NPROC": int(self.max_processes),
             "RLIMIT_CORE": 0,
+        }
+
+    @property
+    def count_timeout(self) -> float:
+        """Wall-clock limit of one counted run: ``count_timeout_s``, else ``30 * timeout_s + 30``."""
+        if self.count_timeout_s is not None:
+            return float(self.count_timeout_s)
+        return COUNT_TIMEOUT_FACTOR * self.timeout_s + COUNT_TIMEOUT_EXTRA_S
+
+    def count_rlimits(self) -> dict[str, int]:
+        """The rlimits of a counted run: valgrind's own memory on top of ``memory_mb``, its time limit as CPU."""
+        return {
+            **self.rlimits(),
+            "RLIMIT_AS": (int(self.memory_mb) + COUNTER_MEMORY_MB) << 20,
+            "RLIMIT_CPU": max(1, int(self.count_timeout + 0.999)),
         }
 
     def timing_rule(self) -> TimingRule:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 
 from .config import ExecutionConfig
+from .counters import decide_by_count, find_instruction_counter
 from .memo import OnceCache
 from .sandbox import SandboxError, WorkerPool, resolve_isolation
 from .tiers import Tier
@@ -66,9 +67,11 @@ class Verdict:
 
     ``tier`` is the reward tier: 1 does not compile, 2 fails (error, timeout, memory, wrong output),
     3 passes every test, 4 passes and is faster than the baseline by the margin, significantly.
-    ``runtime`` and ``baseline_runtime`` are CPU seconds summed over the tests (median over trials).
-    ``p_value`` is the paired test's; it is ``None`` when no test ran, and for a decisive win (R4 with
-    two candidate trials, see ``ExecutionConfig.decisive_speedup``), which needs none.
+    ``runtime`` and ``baseline_runtime`` are the cost summed over the tests, in the unit of ``cost``: with
+    ``"cpu_time"`` CPU seconds (median over trials), with ``"instructions"`` instructions (one count, the
+    only value of ``trials``), counted by ``counter``. ``p_value`` is the paired test's; it is ``None`` when
+    no test ran, for a decisive win (R4 with two candidate trials, see ``ExecutionConfig.decisive_speedup``),
+    which needs none, and for counts, which are exact.
     """
 
     compiled: bool
@@ -86,6 +89,8 @@ class Verdict:
     p_value: float | None = None
     faster: bool = False
     isolation: str | None = None
+    cost: str = "cpu_time"
+    counter: str | None = None
 
     @property
     def tier(self) -> Tier:
@@ -170,6 +175,25 @@ def _cpu_per_run(reply: dict, n_tests: int, repeats: int) -> list[float]:
     return [sum(r["cpu_net"] for r in runs[i : i + n_tests]) for i in range(0, len(runs), n_tests)]
 
 
+def _instructions_of(reply: dict, tests: list[dict], float_tol: float) -> int:
+    """The program's instructions over all tests of one counted run; a failed or miscounted run raises.
+
+    The counted run must also print the expected outputs: a program that behaved differently under valgrind
+    (it can tell) would otherwise be counted for work it did not do.
+    """
+    runs = reply.get("runs", [])
+    if not reply.get("compiled") or len(runs) != len(tests):
+        raise SandboxError(f"a counted run stopped after {len(runs)} of {len(tests)} tests")
+    for i, (run, test) in enumerate(zip(runs, tests)):
+        if run["exit"] != 0 or run["timeout"] or run["output_limit"]:
+            raise SandboxError(f"the counted run of test {i} failed: {_classify(run)[1]}")
+        if run.get("instructions_net") is None:
+            raise SandboxError(f"no count for test {i}: {run.get('count_error')}")
+        if not compare_outputs(run["stdout"], test["output"], float_tol):
+            raise SandboxError(f"the counted run of test {i} printed a wrong output")
+    return sum(int(run["instructions_net"]) for run in runs)
+
+
 class Executor:
     """Judges programs against unit tests in a pool of sandboxed workers.
 
@@ -189,6 +213,11 @@ class Executor:
     def __init__(self, config: ExecutionConfig | None = None):
         self.config = config or ExecutionConfig()
         self.isolation = resolve_isolation(self.config.isolation)
+        # Fails here, with how to install one, rather than at the first passing program.
+        counter = (
+            find_instruction_counter(self.config.valgrind) if self.config.cost == "instructions" else None
+        )
+        self.counter = counter.name if counter is not None else None
         logger.info("perfrl_trl sandbox isolation level: %s", self.isolation)
         self._pool = WorkerPool(self.config, self.isolation)
         self._threads = ThreadPoolExecutor(self.config.num_workers, thread_name_prefix="perfrl-judge")
@@ -288,10 +317,42 @@ class Executor:
                 return [f.result() for f in futures]
         return [f.result() for f in futures]
 
+    def count_instructions(self, program: str, tests: Sequence[dict]) -> int:
+        """Count the instructions ``program`` executes over ``tests``, once, in the sandbox (not cached).
+
+        Needs ``ExecutionConfig(cost="instructions")``. Start-up is left out: the count is the program's own
+        work, the same in every run and on every machine with the same interpreter and valgrind.
+
+        Args:
+            program: Python source that reads stdin and writes stdout.
+            tests: ``[{"input": str, "output": str}, ...]``; the program must print each output.
+
+        Raises:
+            ValueError: if this executor does not count instructions.
+            SandboxError: if a run fails, prints a wrong output, or cannot be counted.
+
+        Example:
+            ```python
+            >>> ex = Executor(ExecutionConfig(cost="instructions"))  # doctest: +SKIP
+            >>> ex.count_instructions("print(input())", [{"input": "1\\n", "output": "1\\n"}])  # doctest: +SKIP
+            36268
+            ```
+        """
+        if self.config.cost != "instructions":
+            raise ValueError(
+                f"count_instructions needs ExecutionConfig(cost='instructions'), not {self.config.cost!r}"
+            )
+        return self._count_instructions(program, validate_tests(tests))
+
     # -- one verdict, top to bottom ------------------------------------------------------------------
     def _judge_uncached(
         self, program: str, tests: list[dict], baseline: str | None, time_it: bool
     ) -> Verdict:
+        verdict = self._judge_program(program, tests, baseline, time_it)
+        verdict.cost, verdict.counter = self.config.cost, self.counter
+        return verdict
+
+    def _judge_program(self, program: str, tests: list[dict], baseline: str | None, time_it: bool) -> Verdict:
         try:
             check = self._check(program, tests)
         except SandboxError as exc:
@@ -316,6 +377,8 @@ class Executor:
             return verdict
         if program == baseline:
             return verdict
+        if self.config.cost == "instructions":
+            return self._judge_count(verdict, program, tests, base)
         # Sequential: the correctness run's CPU time is the candidate's first trial (any warm-up it carries
         # makes the candidate look slower, never faster). Fixed: ``n_trials`` timed runs.
         trials = [check.cpu] if self.config.sequential_timing else []
@@ -342,6 +405,34 @@ class Executor:
         decision = outcome.decision
         verdict.speedup, verdict.faster, verdict.p_value = decision.speedup, decision.faster, decision.p_value
         return verdict
+
+    def _judge_count(
+        self, verdict: Verdict, program: str, tests: list[dict], base: _Timing | None
+    ) -> Verdict:
+        """Instructions mode: one counted run of the passing program, against the baseline's (cached) count."""
+        if base is not None and base.passed:
+            verdict.baseline_trials, verdict.baseline_runtime = list(base.trials), base.trials[0]
+        try:
+            count = self._count_instructions(program, tests)
+        except SandboxError as exc:
+            # It passed, but could not be counted (too slow under valgrind, or behaving differently there).
+            verdict.error = f"counting failed: {exc}"
+            return verdict
+        verdict.trials, verdict.runtime = [count], count
+        if base is not None and base.passed:
+            decision = decide_by_count(int(count), int(base.trials[0]), self.config.margin)
+            verdict.speedup, verdict.faster = decision.speedup, decision.faster
+        return verdict
+
+    def _count_instructions(self, code: str, tests: list[dict]) -> int:
+        """Instructions of one counted run of ``code`` over all tests, on any worker."""
+        worker = self._pool.acquire()
+        try:
+            reply = worker.run(code, [t["input"] for t in tests], repeats=1, count=True)
+        finally:
+            self._pool.release(worker)
+        self._count("timed_runs")
+        return _instructions_of(reply, tests, self.config.float_tol)
 
     def _decide(
         self, program: str, baseline: str, tests: list[dict], trials: list[float], base_trials: list[float]
@@ -396,7 +487,13 @@ class Executor:
         try:
             check = self._check(baseline, tests)
             trials = []
-            if check.passed and self.config.sequential_timing:
+            if check.passed and self.config.cost == "instructions":
+                try:
+                    trials = [self._count_instructions(baseline, tests)]
+                except SandboxError as exc:
+                    # Passes, but has no count: nothing can be compared with it (and it is not retried).
+                    return _Timing(False, "count_failed", f"counting failed: {exc}", [])
+            elif check.passed and self.config.sequential_timing:
                 # The cached baseline only screens candidates (the paired confirmation re-times it for an
                 # apparent win), so three values do: its correctness run and two timed runs. A warm-up
                 # in the first value makes the baseline look slower, which can cost a confirmation,

@@ -497,7 +497,7 @@ class RayExecutor(Executor):
         logger.warning("a request was judged by %d Ray actors that each died; scored as a failure", ATTEMPTS)
         return Verdict(
             True, False, "sandbox_error", f"the Ray actors judging it died {ATTEMPTS} times: {last}",
-            len(tests), 0, isolation=self.isolation,
+            len(tests), 0, isolation=self.isolation, cost=self.config.cost,
         )  # fmt: skip
 
     # -- Executor's interface -------------------------------------------------------------------------

@@ -46,11 +46,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .config import ExecutionConfig
+from .counters import find_instruction_counter
 
 logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">I")
 _WORKER_SOURCE = (Path(__file__).with_name("_worker.py")).read_text()
+_RUNNER_SOURCE = (Path(__file__).with_name("_count_runner.py")).read_text()
 _NOBODY = 65534
 # Net CPU time of a run never goes below the jitter of the calibrated empty-run cost: a program cannot
 # be measured as faster than the timer resolves (and a zero time would make speed-ups infinite).
@@ -71,6 +73,19 @@ _BASE_ENV = {
 
 class SandboxError(RuntimeError):
     """The sandbox itself failed (worker died, hung or spoke garbage)."""
+
+
+def counter_options(config: ExecutionConfig) -> dict | None:
+    """What a worker needs to count instructions (``cost="instructions"``), else ``None``.
+
+    Raises:
+        RuntimeError: if no instruction counter exists here (see ``counters.find_instruction_counter``).
+    """
+    if config.cost != "instructions":
+        return None
+    counter = find_instruction_counter(config.valgrind)
+    # The runner reports on descriptor 4 (see _worker._count_child).
+    return {"valgrind": counter.argv(4), "python": sys.executable, "runner": _RUNNER_SOURCE}
 
 
 def _python_roots() -> list[str]:
@@ -122,6 +137,12 @@ def bwrap_command(config: ExecutionConfig, binary: str | None = None) -> list[st
     if binary is None:
         binary = find_bwrap().path or "bwrap"
     roots = _python_roots()
+    counter = counter_options(config)
+    if counter is not None:
+        # valgrind must be visible in the sandbox, with its tools; under /usr it already is.
+        prefix = os.path.dirname(os.path.dirname(os.path.realpath(counter["valgrind"][0])))
+        if prefix != "/usr" and not prefix.startswith("/usr/") and prefix not in roots:
+            roots.append(prefix)
     tops = _scratch_tops(roots)
     cmd = [
         binary,
@@ -158,7 +179,7 @@ def bwrap_command(config: ExecutionConfig, binary: str | None = None) -> list[st
     cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
     for key, value in {**_BASE_ENV, **config.extra_env}.items():
         cmd += ["--setenv", key, value]
-    options = json.dumps({"keep": tops, "drop_uid": None})
+    options = json.dumps({"keep": tops, "drop_uid": None, "counter": counter})
     cmd += ["--", sys.executable, "-I", "-c", _WORKER_SOURCE, "/tmp", "ns", options]
     return cmd
 
@@ -337,7 +358,9 @@ class Worker:
             self._tmp = tempfile.mkdtemp(prefix="perfrl-sandbox-")
             # Runs may drop to another uid; they must reach their own folders under this one.
             os.chmod(self._tmp, 0o711)
-            options = json.dumps({"keep": [], "drop_uid": drop_uid_for_rlimits()})
+            options = json.dumps(
+                {"keep": [], "drop_uid": drop_uid_for_rlimits(), "counter": counter_options(self.config)}
+            )
             cmd = [sys.executable, "-I", "-c", _WORKER_SOURCE, self._tmp, "plain", options]
             env = {**_BASE_ENV, "HOME": self._tmp, "TMPDIR": self._tmp, **self.config.extra_env}
             cwd = self._tmp
@@ -407,12 +430,38 @@ class Worker:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise SandboxError(f"sandbox worker sent garbage: {exc}") from exc
 
-    def run(self, code: str, inputs: list[str], repeats: int = 1, stop_on_error: bool = True) -> dict:
+    def run(
+        self, code: str, inputs: list[str], repeats: int = 1, stop_on_error: bool = True, count: bool = False
+    ) -> dict:
         """Run ``code`` on each input, ``repeats`` times over; returns the worker's reply with outputs.
+
+        With ``count``, each run is one counted under valgrind (``cost="instructions"``): its ``instructions``
+        are the program's own, net of what an empty program counts (``None`` with a ``count_error`` when the
+        count failed).
 
         Raises:
             SandboxError: if the worker died or hung; it is restarted on the next call.
         """
+        if count and "overhead_instructions" not in self._calibration:
+            # What an empty program counts (the fork and exit of the runner's child): left out of every count.
+            # The count is exact, so one run calibrates every worker of the pool, restarts included.
+            empty = self._request("", [""], 1, True, True)["runs"]
+            if len(empty) != 1 or empty[0].get("instructions") is None:
+                detail = (
+                    empty[0].get("count_error") or empty[0].get("stderr", "")[-300:] if empty else "no run"
+                )
+                raise SandboxError(f"counting the empty program under valgrind failed: {detail}")
+            self._calibration.setdefault("overhead_instructions", empty[0]["instructions"])
+        reply = self._request(code, inputs, repeats, stop_on_error, count)
+        if count:
+            overhead = self._calibration["overhead_instructions"]
+            for run in reply.get("runs", []):
+                if run.get("instructions") is not None:
+                    # Floored at one: an empty program cannot be infinitely faster than anything.
+                    run["instructions_net"] = max(1, run["instructions"] - overhead)
+        return reply
+
+    def _request(self, code: str, inputs: list[str], repeats: int, stop_on_error: bool, count: bool) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 self.restarts += 1
@@ -427,13 +476,14 @@ class Worker:
             "blob_len": len(code_b) + sum(len(b) for b in inputs_b),
             "repeats": repeats,
             "stop_on_error": stop_on_error,
-            "timeout": cfg.timeout_s,
+            "timeout": cfg.count_timeout if count else cfg.timeout_s,
             "output_cap": cfg.output_limit_bytes,
-            "rlimits": cfg.rlimits(),
+            "rlimits": cfg.count_rlimits() if count else cfg.rlimits(),
+            "count": count,
         }
         header = json.dumps(req).encode()
         # Every run may take its full timeout, plus fork/cleanup slack; past that the worker is hung.
-        deadline = time.monotonic() + 10 + repeats * len(inputs) * (cfg.timeout_s + 2)
+        deadline = time.monotonic() + 10 + repeats * len(inputs) * (req["timeout"] + 2)
         try:
             self.proc.stdin.write(_HEADER.pack(len(header)) + header + code_b + b"".join(inputs_b))
             self.proc.stdin.flush()

@@ -1,0 +1,124 @@
+"""The instruction-count cost mode: exact counts, start-up left out, the same sandbox, a clear error without valgrind.
+
+Every count here is a real run under valgrind in the real sandbox, at tiny sizes (one counted test costs about
+1.5 s of valgrind start-up); tests that need valgrind skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from perfrl_trl.execution import ExecutionConfig, Executor, Tier
+from perfrl_trl.execution.counters import decide_by_count, find_instruction_counter
+
+needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+
+LOOP = "n = int(input())\ns = 0\nfor i in range(n):\n    s += i * i % 7\nprint(s)\n"
+FAST = "n = int(input())\nprint(sum(i * i % 7 for i in range(n)))\n"
+
+
+def _tests(n: int) -> list[dict]:
+    return [{"input": f"{n}\n", "output": f"{sum(i * i % 7 for i in range(n))}\n"}]
+
+
+@pytest.fixture(scope="module")
+def counting():
+    with Executor(ExecutionConfig(cost="instructions", workers=1)) as ex:
+        yield ex
+
+
+def test_config_names_a_bad_cost():
+    with pytest.raises(ValueError, match="cost"):
+        ExecutionConfig(cost="wall_time")
+    with pytest.raises(ValueError, match="count_timeout_s"):
+        ExecutionConfig(cost="instructions", count_timeout_s=0)
+    # The mode is part of what a cached verdict depends on.
+    assert ExecutionConfig().key() != ExecutionConfig(cost="instructions").key()
+
+
+def test_count_rule_is_exact_at_the_margin():
+    assert decide_by_count(1000, 1100, 1.1).faster
+    assert not decide_by_count(1000, 1099, 1.1).faster
+    same = decide_by_count(777, 777, 1.1)
+    assert same.speedup == 1.0 and not same.faster and same.p_value is None
+
+
+def test_no_counter_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(RuntimeError, match=r"apt-get install valgrind"):
+        Executor(ExecutionConfig(cost="instructions", valgrind=str(tmp_path / "valgrind")))
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no valgrind on it
+    with pytest.raises(RuntimeError, match=r"none was found on PATH.*apt-get install valgrind"):
+        Executor(ExecutionConfig(cost="instructions"))
+    with pytest.raises(RuntimeError, match="apt-get install valgrind"):
+        find_instruction_counter()
+
+
+_OTHER_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    from perfrl_trl.execution import ExecutionConfig, Executor
+    program, tests = json.loads(sys.stdin.read())
+    with Executor(ExecutionConfig(cost="instructions", workers=1)) as ex:
+        print(ex.count_instructions(program, tests))
+    """
+)
+
+
+@needs_valgrind
+def test_counts_are_exact_everywhere_and_leave_start_up_out(counting):
+    tests = _tests(3000)
+    # A busy process on this machine's cores while the counts are taken: CPU time would move, counts not.
+    load = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        other = subprocess.Popen(
+            [sys.executable, "-c", _OTHER_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        other.stdin.write(json.dumps([LOOP, tests]))
+        other.stdin.close()
+        first = counting.count_instructions(LOOP, tests)
+        second = counting.count_instructions(LOOP, tests)
+        elsewhere = int(other.stdout.read())
+        assert other.wait(timeout=120) == 0
+    finally:
+        load.kill()
+        load.wait()
+    assert first == second == elsewhere
+    # An interpreter's start-up alone is tens of millions of instructions: counted in, it would squash this
+    # ratio towards 1; left out, twice the iterations cost twice the instructions (give or take the I/O).
+    double = counting.count_instructions(LOOP, _tests(6000))
+    assert first < 20_000_000
+    assert 1.9 < double / first < 2.05
+
+
+@needs_valgrind
+def test_a_program_against_itself_is_r3_and_a_faster_one_r4(counting):
+    tests = _tests(3000)
+    itself = counting.judge(LOOP, tests, LOOP)
+    assert itself.tier == Tier.R3 and itself.speedup == 1.0
+    assert itself.cost == "instructions" and itself.counter.startswith("valgrind-")
+    assert itself.runtime == itself.baseline_runtime == itself.trials[0] > 0
+    faster = counting.judge(FAST, tests, LOOP)
+    assert faster.tier == Tier.R4, faster
+    assert faster.p_value is None and faster.runtime * 1.1 <= faster.baseline_runtime
+    assert faster.speedup == faster.baseline_runtime / faster.runtime
+
+
+@needs_valgrind
+def test_a_counted_program_cannot_leave_valgrind_or_the_sandbox(counting):
+    # Passes its tests in a plain run (where exec is allowed), then tries to replace itself with an uncounted
+    # process; in a counted run that is refused, and the count fails instead of coming out small.
+    escape = (
+        "import os, sys\nprint(input())\nsys.stdout.flush()\n"
+        "os.execv(sys.executable, [sys.executable, '-c', 'pass'])\n"
+    )
+    tests = [{"input": "5\n", "output": "5\n"}]
+    verdict = counting.judge(escape, tests)
+    assert verdict.passed and verdict.tier == Tier.R3 and verdict.runtime is None
+    assert verdict.error is not None and verdict.error.startswith("counting failed")
+    assert "Operation not permitted" in verdict.error or "failed" in verdict.error
