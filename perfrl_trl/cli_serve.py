@@ -65,6 +65,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         >>> args = parser.parse_args(["serve", "--port", "5001", "--workers", "2"])
         >>> args.host, args.port, args.func is cmd_serve
         ('127.0.0.1', 5001, True)
+
         ```
     """
     p = subparsers.add_parser(

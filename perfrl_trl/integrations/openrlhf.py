@@ -49,9 +49,10 @@ def make_reward_func(
         ```python
         >>> from perfrl_trl.integrations.openrlhf import make_reward_func
         >>> reward_func = make_reward_func()
-        >>> label = '{"tests": [{"input": "2\\n", "output": "4\\n"}]}'
+        >>> label = '{"tests": [{"input": "2", "output": "4"}]}'
         >>> reward_func(["Double it:\\nprint(2 * int(input()))"], ["Double it:\\n"], [label])["rewards"]
         [1.3]
+
         ```
     """
 

@@ -92,6 +92,7 @@ def response_text(query: str, prompt: str | None) -> tuple[str, bool]:
         ```python
         >>> response_text("Make it faster:\\nprint(1)\\nprint(2)<|im_end|>", "Make it faster:\\nprint(1)\\n")
         ('print(2)', True)
+
         ```
     """
     found = True
@@ -118,6 +119,7 @@ def parse_label(label: object, where: str = "label") -> tuple[list[dict], str | 
         ```python
         >>> parse_label('{"tests": [{"input": "", "output": "1"}], "input_code": "print(1)"}')
         ([{'input': '', 'output': '1'}], 'print(1)')
+
         ```
     """
     if isinstance(label, str):

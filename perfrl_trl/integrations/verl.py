@@ -49,9 +49,10 @@ def make_compute_score(
         ```python
         >>> from perfrl_trl.integrations.verl import make_compute_score
         >>> compute_score = make_compute_score()
-        >>> label = '{"tests": [{"input": "2\\n", "output": "4\\n"}]}'
+        >>> label = '{"tests": [{"input": "2", "output": "4"}]}'
         >>> compute_score("pie", "```python\\nprint(2 * int(input()))\\n```", label)["score"]
         1.3
+
         ```
     """
 

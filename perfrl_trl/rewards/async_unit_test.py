@@ -28,6 +28,7 @@ class AsyncUnitTestRewardFunction(UnitTestRewardFunction):
         >>> tests = [[{"input": "4\\n", "output": "10\\n"}]]
         >>> asyncio.run(reward(["p"], ["n = int(input())\\nprint(n * (n + 1) // 2)"], tests=tests))
         [1.3]
+
         ```
     """
 

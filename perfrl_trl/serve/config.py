@@ -18,6 +18,7 @@ def is_loopback(host: str) -> bool:
         ```python
         >>> is_loopback("127.0.0.1"), is_loopback("0.0.0.0"), is_loopback("localhost")
         (True, False, True)
+
         ```
     """
     if host == "localhost":
@@ -59,7 +60,8 @@ class ServeConfig:
         >>> ServeConfig(host="0.0.0.0", token="")
         Traceback (most recent call last):
         ...
-        ValueError: ServeConfig.token: listening on '0.0.0.0' (not a loopback address) needs a token ...
+        ValueError: ServeConfig.token: listening on '0.0.0.0' (not a loopback address) needs a token...
+
         ```
     """
 
