@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -88,20 +89,28 @@ class ServerArm:
         self.local = threading.local()
 
     def _post(self, body: bytes) -> tuple[int, dict | None, float]:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
         t0 = time.perf_counter()
-        try:
-            conn.request("POST", "/get_reward", body=body, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (OSError, http.client.HTTPException):
-            self.local.conn = None
-            return -1, None, time.perf_counter() - t0
-        latency = time.perf_counter() - t0
-        return resp.status, (json.loads(raw) if resp.status == 200 else None), latency
+        for attempt in range(2):
+            conn = getattr(self.local, "conn", None)
+            reused = conn is not None
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+            try:
+                conn.request("POST", "/get_reward", body=body, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # The server closes a keep-alive connection left idle (while the other arm ran) before any
+                # request reached it: reconnect once, as HTTP clients do.
+                conn.close()
+                self.local.conn = None
+                if reused and attempt == 0:
+                    continue
+                return -1, None, time.perf_counter() - t0
+            latency = time.perf_counter() - t0
+            return resp.status, (json.loads(raw) if resp.status == 200 else None), latency
+        raise AssertionError("unreachable")
 
     def judge(self, jobs: list[tuple[str, list, str]]) -> list[dict]:
         bodies = [
@@ -220,6 +229,7 @@ def main() -> None:
             "latency_p99_s": _percentile(lat, 0.99),
             "lost": sum(r["lost"] for r in records[name]),
             "non_200": sum(r["status"] != 200 for r in records[name]),
+            "statuses": {str(k): v for k, v in sorted(Counter(r["status"] for r in records[name]).items())},
             "tiers": {t.name: sum(r["tier"] == int(t) for r in records[name]) for t in Tier},
         }
     ratio = ratio_interval(per_chunk, "http", reference="inprocess")

@@ -15,7 +15,7 @@ from perfrl_trl.execution import ExecutionConfig, resolve_isolation
 from perfrl_trl.integrations import openrlhf as openrlhf_integration
 from perfrl_trl.integrations import protocol
 from perfrl_trl.integrations import verl as verl_integration
-from perfrl_trl.integrations.protocol import RequestError, parse_label, response_text
+from perfrl_trl.integrations.protocol import RequestError, make_label, parse_label, response_text
 from perfrl_trl.rewards import AsyncUnitTestRewardFunction, UnitTestRewardFunction, async_unit_test
 from perfrl_trl.serve import config as serve_config
 
@@ -75,9 +75,12 @@ def test_a_bad_label_names_its_field(label, field):
     assert info.value.field == field and str(info.value).startswith(f"{field}: ")
 
 
-def test_labels_may_come_decoded():
+def test_labels_may_come_decoded_and_make_label_round_trips():
     tests = [{"input": "", "output": "1"}]
     assert parse_label({"tests": tests, "input_code": "print(1)"}) == (tests, "print(1)")
+    assert parse_label(make_label(tests, "print('é')")) == (tests, "print('é')")
+    with pytest.raises(ValueError, match=r"tests\[0\] must be a dict"):
+        make_label([{"input": ""}])
 
 
 @needs_sandbox

@@ -33,6 +33,7 @@ __all__ = [
     "Sample",
     "answer",
     "judge_samples",
+    "make_label",
     "parse_label",
     "parse_request",
     "response_text",
@@ -145,6 +146,30 @@ def parse_label(label: object, where: str = "label") -> tuple[list[dict], str | 
     if baseline is not None and not isinstance(baseline, str):
         raise RequestError(f"{where}.input_code", f"must be a string or null, got {type(baseline).__name__}")
     return tests, baseline
+
+
+def make_label(tests: Sequence[dict], input_code: str | None = None) -> str:
+    """The label of one dataset row (its tests and the program to beat), as the JSON string OpenRLHF's
+    ``--data.label_key`` column and veRL's ``reward_model.ground_truth`` carry.
+
+    Args:
+        tests: ``[{"input": str, "output": str}, ...]``, at least one.
+        input_code: The slow program a candidate must beat for R4 (``None``: correctness only).
+
+    Example:
+        ```python
+        >>> make_label([{"input": "2\\n", "output": "4\\n"}], "print(2 * int(input()))")
+        '{"tests": [{"input": "2\\\\n", "output": "4\\\\n"}], "input_code": "print(2 * int(input()))"}'
+
+        ```
+    """
+    tests = validate_tests(list(tests))
+    if input_code is not None and not isinstance(input_code, str):
+        raise ValueError(f"input_code must be a str or None, got {type(input_code).__name__}")
+    return json.dumps(
+        {"tests": [{"input": t["input"], "output": t["output"]} for t in tests], "input_code": input_code},
+        ensure_ascii=False,
+    )
 
 
 def _string_list(body: dict, key: str, required: bool) -> list | None:
