@@ -14,7 +14,9 @@ The pairs go in chunks, each judged by both arms in turn, in a rotating order, s
 both alike; each arm has its own sandbox workers and caches (nothing one arm learned helps the other). Measured:
 
 - **throughput**: candidates per wall-second, and the ratio http / inprocess with a 95% bootstrap interval over
-  the chunks (``reward_throughput.ratio_interval``);
+  the chunks (``reward_throughput.ratio_interval``); and the core-seconds each arm's chunks cost (this process
+  and every process under it, server and sandboxes included, read from ``/proc``), as a ratio with its
+  interval too: the steadier figure on a shared machine;
 - **latency**: per candidate, from the request's send to its answer (http) or from submission to its verdict
   (inprocess): p50 and p99;
 - **nothing lost**: every request answered 200 with one reward per query and no sample past the deadline, and
@@ -47,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ray_throughput import tree_cpu
 from reward_reliability import PIE_DIR, load_sample
 from reward_throughput import ROLES, make_candidates, ratio_interval
 
@@ -199,16 +202,20 @@ def main() -> None:
 
     records: dict[str, list[dict]] = {name: [] for name in ARMS}
     per_chunk: list[dict] = []
+    # CPU of this process and everything under it (the server, both arms' sandboxes), while an arm works.
+    per_chunk_core: list[dict] = []
+    me = {os.getpid()}
     try:
         for k, lo in enumerate(range(0, len(pairs), args.chunk)):
             chunk = jobs[lo * per_pair : (lo + args.chunk) * per_pair]
             order = ARMS if k % 2 == 0 else ARMS[::-1]
-            walls = {}
+            walls, cores = {}, {}
             for name in order:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), tree_cpu(me)
                 records[name].extend(arms[name].judge(chunk))
-                walls[name] = time.perf_counter() - t
+                walls[name], cores[name] = time.perf_counter() - t, tree_cpu(me) - c
             per_chunk.append(walls)
+            per_chunk_core.append(cores)
             done = len(records["http"])
             rates = "  ".join(f"{n} {done / sum(c[n] for c in per_chunk):.2f} cand/s" for n in ARMS)
             print(f"  {done:>4}/{len(jobs)} candidates   {rates}", flush=True)
@@ -225,6 +232,7 @@ def main() -> None:
             "candidates": n,
             "wall_s": wall,
             "candidates_per_wall_s": n / wall,
+            "core_s_per_candidate": sum(c[name] for c in per_chunk_core) / n,
             "latency_p50_s": _percentile(lat, 0.50),
             "latency_p99_s": _percentile(lat, 0.99),
             "lost": sum(r["lost"] for r in records[name]),
@@ -233,6 +241,7 @@ def main() -> None:
             "tiers": {t.name: sum(r["tier"] == int(t) for r in records[name]) for t in Tier},
         }
     ratio = ratio_interval(per_chunk, "http", reference="inprocess")
+    core_ratio = ratio_interval(per_chunk_core, "http", reference="inprocess")
     pairs_of = list(zip(records["inprocess"], records["http"]))
     same_pass = sum(a["tier"] is not None and b["tier"] is not None and (a["tier"] >= 3) == (b["tier"] >= 3)
                     for a, b in pairs_of)  # fmt: skip
@@ -241,16 +250,21 @@ def main() -> None:
     print(
         f"\n{len(pairs)} PIE pairs, {n} candidates an arm, {args.workers} workers each, {args.clients} clients\n"
     )
-    print(f"{'arm':<10} {'cand/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'lost':>5}  tiers")
+    print(f"{'arm':<10} {'cand/s':>8} {'core-s/c':>9} {'p50 ms':>9} {'p99 ms':>9} {'lost':>5}  tiers")
     for name in ARMS:
         s = summary[name]
         print(
-            f"{name:<10} {s['candidates_per_wall_s']:>8.2f} {s['latency_p50_s'] * 1e3:>9.1f} "
+            f"{name:<10} {s['candidates_per_wall_s']:>8.2f} {s['core_s_per_candidate']:>9.3f} "
+            f"{s['latency_p50_s'] * 1e3:>9.1f} "
             f"{s['latency_p99_s'] * 1e3:>9.1f} {s['lost']:>5}  {s['tiers']}"
         )
     print(
         f"\nthroughput http / inprocess: {ratio['ratio']:.3f} (95% interval {ratio['ci95'][0]:.3f}-"
         f"{ratio['ci95'][1]:.3f} over {ratio['n_chunks']} chunks)"
+    )
+    print(
+        f"core-seconds inprocess / http: {core_ratio['ratio']:.3f} (95% interval {core_ratio['ci95'][0]:.3f}-"
+        f"{core_ratio['ci95'][1]:.3f})"
     )
     print(f"same pass/fail {same_pass}/{n}, same tier {same_tier}/{n}")
 
@@ -273,9 +287,11 @@ def main() -> None:
             "machine_cores": os.cpu_count(),
             "summary": summary,
             "throughput_ratio_http_over_inprocess": ratio,
+            "core_s_ratio_inprocess_over_http": core_ratio,
             "same_pass_fail": same_pass,
             "same_tier": same_tier,
             "per_chunk_wall_s": per_chunk,
+            "per_chunk_core_s": per_chunk_core,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
