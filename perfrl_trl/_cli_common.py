@@ -58,7 +58,8 @@ def execution_config(args: argparse.Namespace):
     """The sandbox's ``ExecutionConfig`` from the options :func:`add_execution_args` added.
 
     Args:
-        args: Parsed arguments with ``timeout``, ``trials``, ``margin``, ``isolation`` and ``ray_address``.
+        args: Parsed arguments with ``timeout``, ``trials``, ``margin``, ``isolation``, ``ray_address`` and
+            ``cost``.
 
     Example:
         ```python
@@ -66,6 +67,8 @@ def execution_config(args: argparse.Namespace):
         >>> add_execution_args(parser)
         >>> execution_config(parser.parse_args(["--trials", "7"])).n_trials
         7
+        >>> execution_config(parser.parse_args(["--cost", "instructions"])).cost
+        'instructions'
         ```
     """
     from .execution import ExecutionConfig
@@ -77,13 +80,15 @@ def execution_config(args: argparse.Namespace):
             margin=args.margin,
             isolation=args.isolation,
             ray_address=getattr(args, "ray_address", None) or None,
+            cost=getattr(args, "cost", "cpu_time"),
         )
     except ValueError as exc:
         raise SystemExit(f"perfrl-trl: {exc}") from None
 
 
 def add_execution_args(p: argparse.ArgumentParser) -> None:
-    """Add the sandbox options (``--timeout``, ``--trials``, ``--margin``, ``--isolation``, ``--ray-address``).
+    """Add the sandbox options (``--timeout``, ``--trials``, ``--margin``, ``--isolation``, ``--cost``,
+    ``--ray-address``).
 
     Args:
         p: The subcommand's parser.
@@ -100,6 +105,13 @@ def add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=5, help="timed repeats over all tests")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="speed-up needed for R4")
     p.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "rlimits"])
+    p.add_argument(
+        "--cost",
+        default="cpu_time",
+        choices=["cpu_time", "instructions"],
+        help="what 'faster' is measured in: CPU time over repeated trials (default), or instructions counted "
+        "once per test under valgrind, the same on every machine (needs valgrind; docs/cost.md)",
+    )
     add_ray_address_arg(p)
 
 

@@ -31,6 +31,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         details = reward.score([program], [tests], [baseline] if baseline is not None else None)[0]
     except (RuntimeError, ImportError) as exc:  # no safe sandbox here, or no Ray cluster (or Ray) to judge on
         raise SystemExit(f"perfrl-trl: {exc}") from None
+    counted = details.cost == "instructions"
     result = {
         "tier": details.tier,
         "reward": details.reward,
@@ -38,8 +39,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         "status": details.status,
         "tests_passed": details.n_passed,
         "tests": details.n_tests,
-        "runtime_s": details.runtime,
-        "baseline_runtime_s": details.baseline_runtime,
+        "cost": details.cost,
+        "counter": details.counter,
+        "runtime_s": None if counted else details.runtime,
+        "baseline_runtime_s": None if counted else details.baseline_runtime,
+        "instructions": details.runtime if counted else None,
+        "baseline_instructions": details.baseline_runtime if counted else None,
         "speedup": details.speedup,
         "error": details.error,
         "isolation": details.isolation,
@@ -50,9 +55,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         speed = f"{details.speedup:.2f}x" if details.speedup is not None else "n/a"
         print(f"tier       {details.tier}  (reward {details.reward:g})")
         print(f"tests      {details.n_passed}/{details.n_tests} passed  [{details.status}]")
-        if details.runtime is not None:
+        if counted and details.runtime is not None:
+            print(f"instrs     {details.runtime:,.0f} (counted by {details.counter}, summed over tests)")
+        elif details.runtime is not None:
             print(f"cpu time   {details.runtime * 1e3:.2f} ms (median of trials, summed over tests)")
-        if details.baseline_runtime is not None:
+        if counted and details.baseline_runtime is not None:
+            print(f"baseline   {details.baseline_runtime:,.0f} instructions   speedup {speed}")
+        elif details.baseline_runtime is not None:
             print(f"baseline   {details.baseline_runtime * 1e3:.2f} ms   speedup {speed}")
         if details.error:
             print(f"error      {details.error}")

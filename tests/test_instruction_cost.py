@@ -73,21 +73,21 @@ _OTHER_PROCESS = textwrap.dedent(
 @needs_valgrind
 def test_counts_are_exact_everywhere_and_leave_start_up_out(counting):
     tests = _tests(3000)
-    # A busy process on this machine's cores while the counts are taken: CPU time would move, counts not.
-    load = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # Another process counts at the same time, so both cores are busy (CPU time would move, counts must not),
+    # and it counts in a pool of its own: its own worker, calibration and valgrind start-up.
+    other = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    other.stdin.write(json.dumps([LOOP, tests]))
+    other.stdin.close()
     try:
-        other = subprocess.Popen(
-            [sys.executable, "-c", _OTHER_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        other.stdin.write(json.dumps([LOOP, tests]))
-        other.stdin.close()
         first = counting.count_instructions(LOOP, tests)
         second = counting.count_instructions(LOOP, tests)
         elsewhere = int(other.stdout.read())
         assert other.wait(timeout=120) == 0
     finally:
-        load.kill()
-        load.wait()
+        other.kill()
+        other.wait()
     assert first == second == elsewhere
     # An interpreter's start-up alone is tens of millions of instructions: counted in, it would squash this
     # ratio towards 1; left out, twice the iterations cost twice the instructions (give or take the I/O).
@@ -122,3 +122,44 @@ def test_a_counted_program_cannot_leave_valgrind_or_the_sandbox(counting):
     assert verdict.passed and verdict.tier == Tier.R3 and verdict.runtime is None
     assert verdict.error is not None and verdict.error.startswith("counting failed")
     assert "Operation not permitted" in verdict.error or "failed" in verdict.error
+
+
+@needs_valgrind
+def test_the_metric_says_what_it_measured(counting, monkeypatch):
+    import evaluate
+
+    monkeypatch.setenv("PERFRL_ALLOW_CODE_EXECUTION", "1")
+    tests = _tests(3000)  # the verdicts of the test above: served from the executor's cache
+    out = evaluate.load("perfrl/speedup").compute(
+        predictions=[FAST], references=[LOOP], tests=[tests], executor=counting
+    )
+    assert out["cost"] == "instructions" and out["percent_optimized"] == 100.0
+    assert evaluate.load("perfrl/speedup", "runtimes").compute(predictions=[1.0], references=[2.0])["cost"] is None
+
+
+def test_the_cost_reaches_the_reward_and_the_trainer_config(tmp_path):
+    from perfrl_trl import RRHFConfig, UnitTestRewardFunction
+    from perfrl_trl.metrics.scoring import cost_mode
+
+    assert UnitTestRewardFunction(cost="instructions", margin=1.2).config.cost == "instructions"
+    args = RRHFConfig(output_dir=str(tmp_path), execution_cost="instructions", report_to=[])
+    assert ExecutionConfig(**args.execution_config_kwargs()).cost == "instructions"
+    with pytest.raises(ValueError, match="execution_cost"):
+        RRHFConfig(output_dir=str(tmp_path), execution_cost="cycles", report_to=[])
+    assert cost_mode(execution_config={"cost": "instructions"}) == "instructions"
+
+
+@needs_valgrind
+def test_cli_score_counts_instructions(tmp_path, capsys):
+    from perfrl_trl.cli import main
+
+    (tmp_path / "p.py").write_text(FAST)
+    folder = tmp_path / "tests"
+    folder.mkdir()
+    (folder / "input.0.txt").write_text("300\n")
+    (folder / "output.0.txt").write_text(_tests(300)[0]["output"])
+    argv = ["score", "--program", str(tmp_path / "p.py"), "--tests", str(folder), "--json"]
+    assert main([*argv, "--cost", "instructions"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["cost"] == "instructions" and result["counter"].startswith("valgrind-")
+    assert isinstance(result["instructions"], int) and result["instructions"] > 0 and result["runtime_s"] is None

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALLOW_EXECUTION_ENV",
     "ExecutionNotAllowedError",
+    "cost_mode",
     "execution_allowed",
     "require_execution_opt_in",
     "score_programs",
@@ -84,6 +85,29 @@ def _config_with_margin(
     return dataclasses.replace(execution_config, margin=margin)
 
 
+def cost_mode(
+    executor: Executor | None = None,
+    execution_config: ExecutionConfig | Mapping[str, Any] | None = None,
+    cost: str | None = None,
+) -> str:
+    """What `score_programs` with these arguments measures: `"cpu_time"` or `"instructions"`.
+
+    Example:
+
+    ```python
+    >>> cost_mode(cost="instructions"), cost_mode(execution_config={"timeout_s": 2.0})
+    ('instructions', 'cpu_time')
+    ```
+    """
+    if executor is not None:
+        return str(getattr(getattr(executor, "config", None), "cost", "cpu_time"))
+    if cost is not None:
+        return cost
+    if isinstance(execution_config, Mapping):
+        return str(execution_config.get("cost", "cpu_time"))
+    return str(getattr(execution_config, "cost", "cpu_time"))
+
+
 def score_programs(
     predictions: Sequence[str | Sequence[str]],
     references: Sequence[str],
@@ -93,6 +117,7 @@ def score_programs(
     execution_config: ExecutionConfig | Mapping[str, Any] | None = None,
     progress: bool | str = False,
     ray_address: str | None = None,
+    cost: str | None = None,
 ) -> list[list[SampleResult]]:
     """Judge every candidate against its problem's slow input program in the sandbox.
 
@@ -114,6 +139,9 @@ def score_programs(
         ray_address (`str`, *optional*): judge on the Ray cluster at this address (`"auto"`: `$RAY_ADDRESS`,
             else the one `ray start` started here) instead of this machine's cores; sets the executor's
             `ray_address` (needs `pip install perfrl_trl[ray]`). Ignored when `executor` is given.
+        cost (`str`, *optional*): what "faster" is measured in, overriding the config's: `"cpu_time"` (CPU
+            seconds over repeated trials) or `"instructions"` (instructions counted once under valgrind, the
+            same on every machine; docs/cost.md). Ignored when `executor` is given.
 
     Returns:
         `list[list[SampleResult]]`: per problem, one result per candidate, ready for `aggregate`.
@@ -163,6 +191,8 @@ def score_programs(
     # steps re-scores the same slow programs); it is closed at exit.
     if executor is None:
         config = _config_with_margin(execution_config, margin)
+        if cost is not None:
+            config = dataclasses.replace(config, cost=cost)
         if ray_address is not None:
             config = dataclasses.replace(config, ray_address=ray_address)
         ex = get_executor(config)

@@ -46,7 +46,9 @@ def completion_to_code(completion: str | list | dict) -> str:
 
 @dataclass
 class RewardDetails:
-    """One candidate's score and why. ``tier`` is "R1".."R4"; times are CPU seconds summed over tests."""
+    """One candidate's score and why. ``tier`` is "R1".."R4"; ``runtime`` and ``baseline_runtime`` are the cost
+    summed over the tests: CPU seconds, or instructions when ``cost`` is ``"instructions"`` (then ``counter``
+    names what counted them)."""
 
     tier: str
     reward: float
@@ -59,6 +61,8 @@ class RewardDetails:
     baseline_runtime: float | None
     speedup: float | None
     isolation: str | None
+    cost: str = "cpu_time"
+    counter: str | None = None
 
 
 class UnitTestRewardFunction:
@@ -84,7 +88,10 @@ class UnitTestRewardFunction:
         graded_cap: Speed-ups beyond this earn no more bonus.
         tests_column: Dataset column with ``[{"input", "output"}, ...]`` per row.
         baseline_column: Dataset column with the slow program per row.
-        execution_config: Sandbox and timing settings (``margin`` here overrides its margin).
+        execution_config: Sandbox and timing settings (``margin`` and ``cost`` here override its own).
+        cost: What "faster" is measured in, overriding ``execution_config.cost``: ``"cpu_time"`` (CPU seconds
+            over repeated trials) or ``"instructions"`` (instructions counted once under valgrind, the same on
+            every machine; docs/cost.md).
         executor: An existing :class:`~perfrl_trl.execution.Executor` to share.
 
     Example:
@@ -109,6 +116,7 @@ class UnitTestRewardFunction:
         baseline_column: str = "input_code",
         execution_config: ExecutionConfig | None = None,
         executor: Executor | None = None,
+        cost: str | None = None,
     ):
         values = validate_tier_rewards(values, where="values")
         if graded_cap <= 1 or graded_weight < 0:
@@ -118,6 +126,8 @@ class UnitTestRewardFunction:
         self.tests_column, self.baseline_column = tests_column, baseline_column
         config = execution_config or ExecutionConfig()
         self.config = config if margin is None else dataclasses.replace(config, margin=margin)
+        if cost is not None:
+            self.config = dataclasses.replace(self.config, cost=cost)
         self._executor = executor
         # TRL names the reward's logged metrics after this attribute.
         self.__name__ = "unit_test_reward"
@@ -148,6 +158,8 @@ class UnitTestRewardFunction:
             baseline_runtime=verdict.baseline_runtime,
             speedup=verdict.speedup,
             isolation=verdict.isolation,
+            cost=verdict.cost,
+            counter=verdict.counter,
         )
 
     def _jobs(self, completions: Sequence, tests: Sequence, baselines: Sequence | None) -> list[tuple]:

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from transformers import TrainingArguments
 
+from ..execution.counters import COST_MODES
 from ..execution.tiers import DEFAULT_MARGIN, DEFAULT_TIER_REWARDS, validate_tier_rewards
 from ..loss import DEFAULT_PRIORITY, RRHFLossOptions, SourceKind
 
@@ -81,6 +82,10 @@ class RRHFConfig(TrainingArguments):
             Wall-clock limit of one program run on one test.
         execution_n_trials (`int`, *optional*, defaults to `5`):
             Timed repeats per program.
+        execution_cost (`str`, *optional*, defaults to `"cpu_time"`):
+            What "faster" (R4) is measured in: `"cpu_time"` (CPU seconds over repeated trials) or
+            `"instructions"` (instructions counted once per test under valgrind, the same on every machine;
+            needs valgrind, see docs/cost.md).
         execution_workers (`int` or `None`, *optional*):
             Parallel sandbox workers; `None` uses this process's share of the usable cores (all of them,
             divided among the ranks launched on this machine).
@@ -220,6 +225,10 @@ class RRHFConfig(TrainingArguments):
         default=5.0, metadata={"help": "Wall-clock limit of one run on one test."}
     )
     execution_n_trials: int = field(default=5, metadata={"help": "Timed repeats per program."})
+    execution_cost: str = field(
+        default="cpu_time",
+        metadata={"help": "What R4 is measured in: 'cpu_time' or 'instructions' (valgrind; docs/cost.md)."},
+    )
     execution_workers: int | None = field(
         default=None,
         metadata={
@@ -321,6 +330,8 @@ class RRHFConfig(TrainingArguments):
                 UserWarning,
                 stacklevel=3,
             )
+        if self.execution_cost not in COST_MODES:
+            fail("execution_cost", f"one of {COST_MODES}")
         for name in ("temperature", "repetition_penalty", "execution_timeout_s"):
             if getattr(self, name) <= 0:
                 fail(name, "> 0")
@@ -399,6 +410,8 @@ class RRHFConfig(TrainingArguments):
             "workers": self.execution_workers,
             "margin": self.speedup_margin,
         }
+        if self.execution_cost != "cpu_time":
+            kwargs["cost"] = self.execution_cost
         if self.ray_address is not None:
             kwargs["ray_address"] = self.ray_address
         kwargs.update(self.execution_kwargs or {})

@@ -11,7 +11,7 @@ import evaluate
 
 from perfrl_trl import citations
 from perfrl_trl.metrics.arithmetic import DEFAULT_MARGIN, aggregate, results_from_runtimes
-from perfrl_trl.metrics.scoring import require_execution_opt_in, score_programs
+from perfrl_trl.metrics.scoring import cost_mode, require_execution_opt_in, score_programs
 
 _CITATION = citations.PIE + citations.PERFRL
 
@@ -46,6 +46,9 @@ Args (configuration "default", programs are executed):
     progress (`bool`, *optional*): show a progress bar while judging.
     ray_address (`str`, *optional*): judge on the Ray cluster at this address ("auto": $RAY_ADDRESS, else
         the one `ray start` started here) instead of this machine's cores (`pip install perfrl_trl[ray]`).
+    cost (`str`, *optional*): what "faster" is measured in: "cpu_time" (default, CPU seconds over repeated
+        trials) or "instructions" (instructions counted once per test under valgrind, start-up left out,
+        the same on every machine; needs valgrind). Ignored when `executor` is given.
 Args (configuration "runtimes", nothing is executed):
     predictions (`list[float | None]` or `list[list[float | None]]`): per problem, the seconds taken
         by the candidate (or each of k candidates) on the tests; `None` (or NaN) for a failed one.
@@ -60,7 +63,8 @@ Args (both):
 Returns:
     `dict` with percent_optimized, speedup, speedup_optimized_only, runtime_reduction,
     runtime_reduction_optimized_only, percent_compiled, percent_passed, their `*_ci` intervals,
-    n_samples, n_candidates, n_optimized, n_passed, n_compiled, n_baseline_missing, margin, confidence
+    n_samples, n_candidates, n_optimized, n_passed, n_compiled, n_baseline_missing, margin, confidence,
+    cost (what the programs were measured in: "cpu_time" or "instructions"; None for given runtimes)
     (and details). Rates and RTR are percentages.
 Examples:
     >>> import evaluate
@@ -150,11 +154,13 @@ class Speedup(evaluate.Metric):
         executor=None,
         progress=False,
         ray_address=None,
+        cost=None,
     ):
         if self.config_name == "runtimes":
             if tests is not None:
                 raise ValueError("`tests` is only for the 'default' configuration, which runs the programs.")
             results = results_from_runtimes(new_times=predictions, old_times=references, compiled=compiled)
+            measured_in = None
         else:
             if compiled is not None:
                 raise ValueError(
@@ -170,11 +176,15 @@ class Speedup(evaluate.Metric):
                 execution_config=execution_config,
                 progress=progress,
                 ray_address=ray_address,
+                cost=cost,
             )
-        return aggregate(
+            measured_in = cost_mode(executor, execution_config, cost)
+        out = aggregate(
             results,
             margin=margin,
             confidence=confidence,
             n_bootstrap=n_bootstrap,
             return_details=return_details,
         )
+        out["cost"] = measured_in
+        return out
