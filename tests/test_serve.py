@@ -269,13 +269,15 @@ def _sleepers(n: int, seconds: float, tag: str) -> list[str]:
 
 def test_a_full_queue_answers_503_with_retry_after(server):
     first: dict = {}
-    body = reward_body(*_sleepers(MAX_PENDING, 0.1, "queue"), lab=ONE_TEST)
+    body = reward_body(*_sleepers(MAX_PENDING, 0.2, "queue"), lab=ONE_TEST)
     t = threading.Thread(target=lambda: first.update(r=server.request("POST", "/get_reward", body)))
     t.start()
     deadline = time.monotonic() + 10
-    while server.health()["pending"] < MAX_PENDING and time.monotonic() < deadline:
+    while server.health()["pending"] == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    status, out, headers = server.request("POST", "/get_reward", reward_body("print(2 * int(input()))"))
+    # Any candidate still pending leaves less room than a full request needs.
+    probe = reward_body(*(f"print({k})" for k in range(MAX_PENDING)))
+    status, out, headers = server.request("POST", "/get_reward", probe)
     assert (status, out["field"], headers.get("retry-after")) == (503, "query", "1")
     t.join(timeout=30)
     status, out, _ = first["r"]
@@ -284,7 +286,8 @@ def test_a_full_queue_answers_503_with_retry_after(server):
         [1.0] * MAX_PENDING,
         [0.0] * MAX_PENDING,
     )
-    assert server.health()["requests"]["busy"] >= 1
+    info = server.wait_idle()
+    assert info["requests"]["busy"] >= 1 and info["peak_pending"] <= MAX_PENDING
 
 
 def test_a_client_that_disconnects_loses_no_verdict(server):
