@@ -19,6 +19,9 @@ both alike; each arm has its own sandbox workers and caches (nothing one arm lea
   interval too: the steadier figure on a shared machine;
 - **latency**: per candidate, from the request's send to its answer (http) or from submission to its verdict
   (inprocess): p50 and p99;
+- **overhead**: one trivial candidate at a time (``--overhead-n`` each, alternated): the median latency of each
+  arm and the CPU spent around the sandbox per candidate (this process, plus the server process for ``http``),
+  so the price of HTTP per candidate, apart from the programs' own CPU time, which load moves far more;
 - **nothing lost**: every request answered 200 with one reward per query and no sample past the deadline, and
   the two arms' pass/fail agreeing on every candidate (the tier above it can differ only where the timing rule
   meets noise: R3 against R4).
@@ -39,6 +42,7 @@ import json
 import os
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -134,6 +138,12 @@ class ServerArm:
             out.append({"status": status, "tier": tier, "latency": latency, "lost": not ok or timed_out})
         return out
 
+    def server_cpu(self) -> float:
+        """CPU seconds of the server process itself (not its sandboxes): HTTP, JSON, the judge's bookkeeping."""
+        with open(f"/proc/{self.proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self.pool.shutdown()
         self.proc.terminate()
@@ -171,6 +181,39 @@ class InProcessArm:
         self.executor.close()
 
 
+def overhead(arms: dict, n: int) -> dict:
+    """One trivial candidate at a time (a correctness run, no baseline; distinct programs, so no cache answers),
+    alternated between the arms: latency, and the CPU of the processes around the sandbox per candidate (this
+    process for ``inprocess``; this process, the client, plus the server process for ``http``)."""
+    tests = [{"input": "2\n", "output": "4\n"}]
+    server = arms["http"]
+    out: dict[str, dict[str, list[float]]] = {name: {"latency": [], "cpu": []} for name in ARMS}
+    for k in range(n):
+        for name in ARMS if k % 2 == 0 else ARMS[::-1]:
+            job = (f"print(2 * int(input()))  # {name} {k}\n", tests, None)
+            cpu0 = time.process_time() + (server.server_cpu() if name == "http" else 0.0)
+            record = arms[name].judge([job])[0]
+            cpu1 = time.process_time() + (server.server_cpu() if name == "http" else 0.0)
+            assert record["tier"] == 3 and not record["lost"], (name, record)
+            out[name]["latency"].append(record["latency"])
+            out[name]["cpu"].append(cpu1 - cpu0)
+    summary = {
+        name: {
+            "latency_median_s": statistics.median(v["latency"]),
+            "host_cpu_per_candidate_s": sum(v["cpu"]) / n,
+        }
+        for name, v in out.items()
+    }
+    summary["added_latency_s"] = (
+        summary["http"]["latency_median_s"] - summary["inprocess"]["latency_median_s"]
+    )
+    summary["added_cpu_per_candidate_s"] = (
+        summary["http"]["host_cpu_per_candidate_s"] - summary["inprocess"]["host_cpu_per_candidate_s"]
+    )
+    summary["n"] = n
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -180,6 +223,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4, help="pairs judged by each arm in turn (default 4)")
     parser.add_argument("--workers", type=int, default=2, help="sandbox workers of each arm (default 2)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients (default 16)")
+    parser.add_argument("--overhead-n", type=int, default=100, help="trivial candidates for the overhead")
     parser.add_argument("--pie-dir", type=Path, default=PIE_DIR)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
@@ -219,6 +263,7 @@ def main() -> None:
             done = len(records["http"])
             rates = "  ".join(f"{n} {done / sum(c[n] for c in per_chunk):.2f} cand/s" for n in ARMS)
             print(f"  {done:>4}/{len(jobs)} candidates   {rates}", flush=True)
+        over = overhead(arms, args.overhead_n)
     finally:
         for arm in arms.values():
             arm.close()
@@ -267,13 +312,21 @@ def main() -> None:
         f"{core_ratio['ci95'][1]:.3f})"
     )
     print(f"same pass/fail {same_pass}/{n}, same tier {same_tier}/{n}")
+    print(
+        f"one trivial candidate at a time ({over['n']} each): median latency inprocess "
+        f"{over['inprocess']['latency_median_s'] * 1e3:.1f} ms, http {over['http']['latency_median_s'] * 1e3:.1f} ms "
+        f"(+{over['added_latency_s'] * 1e3:.1f} ms); CPU around the sandbox per candidate inprocess "
+        f"{over['inprocess']['host_cpu_per_candidate_s'] * 1e3:.2f} ms, http "
+        f"{over['http']['host_cpu_per_candidate_s'] * 1e3:.2f} ms (+{over['added_cpu_per_candidate_s'] * 1e3:.2f} ms)"
+    )
 
     if args.out:
         pie_dir = os.path.relpath(args.pie_dir.resolve(), ROOT)
         command = [
             "python benchmarks/reward_server.py",
             *(f"--{k.replace('_', '-')} {v}" for k, v in (("n_pairs", args.n_pairs), ("seed", args.seed),
-              ("chunk", args.chunk), ("workers", args.workers), ("clients", args.clients))),
+              ("chunk", args.chunk), ("workers", args.workers), ("clients", args.clients),
+              ("overhead_n", args.overhead_n))),
             f"--out {os.path.relpath(args.out.resolve(), ROOT)}",
         ]  # fmt: skip
         result = {
@@ -290,6 +343,7 @@ def main() -> None:
             "core_s_ratio_inprocess_over_http": core_ratio,
             "same_pass_fail": same_pass,
             "same_tier": same_tier,
+            "overhead_one_at_a_time": over,
             "per_chunk_wall_s": per_chunk,
             "per_chunk_core_s": per_chunk_core,
         }

@@ -180,3 +180,51 @@ def test_async_reward_judges_off_the_event_loop():
     rewards, ticks = asyncio.run(main())
     assert rewards == [1.3, 1.0]
     assert ticks >= 10  # the loop kept running while the sandbox judged (3 runs of 0.15 s at least)
+
+
+@needs_sandbox
+def test_trl_grpo_trainer_awaits_the_async_reward(tmp_path):
+    """One GRPO step of TRL's own trainer, with the async reward as its reward function."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
+
+    slow = "n = int(input())\ns = 0\nfor i in range(n + 1):\n    s += i\nprint(s)\n"
+    tests = [{"input": "7\n", "output": "28\n"}]
+    calls = []
+
+    class Recording(AsyncUnitTestRewardFunction):
+        async def __call__(self, prompts=None, completions=None, **columns):
+            values = await super().__call__(prompts, completions, **columns)
+            calls.append((len(completions), sorted(columns), values))
+            return values
+
+    model, tok = load_model_and_tokenizer(create_pretrained("decoder", "tiny", tmp_path / "m"))
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "grpo"),
+        per_device_train_batch_size=2,
+        num_generations=2,
+        max_completion_length=8,
+        max_steps=1,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=Recording(execution_config=CHEAP),
+        args=args,
+        train_dataset=Dataset.from_list(
+            [{"prompt": "Faster:\n" + slow, "tests": tests, "input_code": slow}] * 2
+        ),
+        processing_class=tok,
+    )
+    trainer.train()
+    assert calls, "GRPOTrainer never awaited the reward"
+    n, columns, values = calls[0]
+    assert {"tests", "input_code"} <= set(columns) and len(values) == n == 2
+    assert all(v in (0.0, 1.0, 1.3, 2.0) for v in values)
+    assert "rewards/unit_test_reward/mean" in trainer.state.log_history[0]
