@@ -5,8 +5,10 @@ sandbox worker each: ``ExecutionConfig()`` (CPU time, the sequential timing rule
 ``ExecutionConfig(cost="instructions")`` (one valgrind count per test, start-up left out). Reported:
 
 - **agreement**: Spearman's rank correlation of the log instruction ratio (slow / target) with the log CPU-time
-  ratio, over the pairs where both programs pass; and how often the two modes agree on R4, over all of them and
-  where the timing is confident (R4 at a CPU speed-up of at least 1.25, or no R4 at 1.0 or below);
+  ratio (medians of five timed runs a side, ``sequential_timing=False``), over the pairs where both programs
+  pass; and how often the two modes agree on R4, over all of them and
+  where the timing is confident (both timing rules agree, at a five-run CPU speed-up of at least 1.25 for R4
+  or at most 1.0 for no R4);
 - **cost**: the CPU seconds of every process involved (this one and every sandbox process below it, read from
   ``/proc``, so other tenants' load does not enter) per judgement: the first candidate of a row, which pays for
   its baseline too, and a second one with the baseline cached (the target plus a comment: a distinct program
@@ -171,11 +173,15 @@ def _median(xs: list[float]) -> float | None:
 # --------------------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------------------
-def judge_pair(pair: dict, timing: Executor, counting: Executor) -> dict:
+def judge_pair(pair: dict, timing: Executor, counting: Executor, fixed: Executor) -> dict:
     tests, slow, target = pair["tests"], pair["slow"], pair["target"]
     copy = target + COPY_SUFFIX
     rec = {k: pair[k] for k in ("source", "id", "problem_id")}
     rec["n_tests"] = len(tests)
+    # The CPU-time ratio itself, from the fixed rule (five timed runs a side, paired for an apparent win): the
+    # sequential rule stops most candidates after one or two runs, the first of them a correctness run.
+    v = fixed.judge(target, tests, slow)
+    rec["cpu_time_fixed"] = {"tier": v.tier_name, "speedup": v.speedup, "p_value": v.p_value}
     for mode, ex in (("cpu_time", timing), ("instructions", counting)):
         first, first_s = judged(ex, target, tests, slow)
         second, second_s = judged(ex, copy, tests, slow)
@@ -194,13 +200,19 @@ def summarise(records: list[dict], margin: float) -> dict:
         r for r in records
         if r["cpu_time"]["speedup"] and r["instructions"]["speedup"] and r["instructions"]["runtime"]
     ]  # fmt: skip
-    log_cpu = [math.log(r["cpu_time"]["speedup"]) for r in both]
-    log_ins = [math.log(r["instructions"]["speedup"]) for r in both]
+    with_fixed = [r for r in both if r["cpu_time_fixed"]["speedup"]]
+    log_cpu = [math.log(r["cpu_time_fixed"]["speedup"]) for r in with_fixed]
+    log_ins = [math.log(r["instructions"]["speedup"]) for r in with_fixed]
     r4 = [(r["cpu_time"]["tier"] == "R4", r["instructions"]["tier"] == "R4") for r in both]
-    confident = [
-        (t, c) for r, (t, c) in zip(both, r4)
-        if (t and r["cpu_time"]["speedup"] >= 1.25) or (not t and r["cpu_time"]["speedup"] <= 1.0)
-    ]  # fmt: skip
+
+    def timing_confident(r):
+        # Both timing rules agree, and the five-run ratio is clearly on one side of the margin's neighbourhood.
+        t, f = r["cpu_time"]["tier"] == "R4", r["cpu_time_fixed"]
+        if f["speedup"] is None or t != (f["tier"] == "R4"):
+            return False
+        return (t and f["speedup"] >= 1.25) or (not t and f["speedup"] <= 1.0)
+
+    confident = [(t, c) for r, (t, c) in zip(both, r4) if timing_confident(r)]
     cost = {}
     for key in ("core_s_first", "core_s_cached_baseline"):
         t = [r["cpu_time"][key] for r in both]
@@ -231,6 +243,10 @@ def summarise(records: list[dict], margin: float) -> dict:
         "n_pairs": len(records),
         "n_both_measured": len(both),
         "spearman_log_ratio": spearman(log_ins, log_cpu),
+        "spearman_log_ratio_sequential_rule": spearman(
+            [math.log(r["instructions"]["speedup"]) for r in both],
+            [math.log(r["cpu_time"]["speedup"]) for r in both],
+        ),
         "r4_agreement": sum(t == c for t, c in r4) / len(r4) if r4 else None,
         "r4_cpu_time": sum(t for t, _ in r4),
         "r4_instructions": sum(c for _, c in r4),
@@ -243,6 +259,8 @@ def summarise(records: list[dict], margin: float) -> dict:
                 "id": r["id"],
                 "cpu_speedup": r["cpu_time"]["speedup"],
                 "cpu_tier": r["cpu_time"]["tier"],
+                "cpu_fixed_speedup": r["cpu_time_fixed"]["speedup"],
+                "timing_confident": timing_confident(r),
                 "instr_speedup": r["instructions"]["speedup"],
                 "instr_tier": r["instructions"]["tier"],
             }
@@ -329,17 +347,18 @@ def main() -> None:
     args = ap.parse_args()
     if not PIE_DIR.is_dir():
         raise SystemExit(f"needs the PIE data in {PIE_DIR.relative_to(ROOT.parent)} (see its README)")
-    started = time.time()
+    started, cpu_started = time.time(), tree_cpu_s()
     margin = ExecutionConfig().margin
     timing = Executor(ExecutionConfig(workers=1))
     counting = Executor(ExecutionConfig(workers=1, cost="instructions"))
+    fixed = Executor(ExecutionConfig(workers=1, sequential_timing=False))
     results: dict = {}
     records_by_source = {}
     pie = pie_pairs(args.limit, args.seed)
     for name, pairs in (("pie", pie), ("bundled", bundled_pairs(args.bundled_limit))):
         records = []
         for i, pair in enumerate(pairs):
-            rec = judge_pair(pair, timing, counting)
+            rec = judge_pair(pair, timing, counting, fixed)
             records.append(rec)
             t, c = rec["cpu_time"], rec["instructions"]
             print(f"{name} {i + 1}/{len(pairs)} {rec['id']}: cpu {t['tier']} {t['speedup'] or 0:.2f}x "
@@ -350,6 +369,7 @@ def main() -> None:
     counter = counting.counter
     timing.close()
     counting.close()
+    fixed.close()
     results["run_length_series"] = synthetic(args.sizes, margin) if args.sizes else []
     results["determinism"] = determinism(pie[: args.repeat], records_by_source["pie"], margin)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -361,6 +381,8 @@ def main() -> None:
         "counter": counter,
         "cores": os.cpu_count(),
         "wall_s": time.time() - started,
+        # CPU seconds of this run and every sandbox process it started: what the run costs on one core.
+        "cpu_s": tree_cpu_s() - cpu_started,
         **results,
     }
     for name in ("pie", "bundled"):
