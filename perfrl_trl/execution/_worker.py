@@ -271,8 +271,11 @@ def _count_child(stdin_fd, out_w, err_w, src_fd, log_w, workdir, limits):
         env = dict(os.environ)
         env["PYTHONHASHSEED"] = "0"  # str hashes, hence set and dict orders, the same in every run
         os.execve(argv[0], argv, env)
-    except BaseException:
-        pass
+    except BaseException as exc:
+        try:
+            os.write(2, f"cannot start valgrind: {exc}"[:500].encode())
+        except BaseException:
+            pass
     os._exit(125)
 
 
@@ -290,7 +293,8 @@ def _instructions(log, runner_pid):
     """
     refs = [(int(pid), int(n.replace(b",", b""))) for pid, n in _REFS.findall(log)]
     if len(refs) < 3 or refs[-1][0] != runner_pid:
-        return None, f"valgrind reported {len(refs)} process(es), not the 3 of a counted run"
+        said = [line for line in log.decode("utf-8", "replace").splitlines() if line.strip("= 0123456789")]
+        return None, f"valgrind reported {len(refs)} process(es), not the 3 of a counted run: {said[-1:]}"
     (empty_pid, empty), (pid, total) = refs[0], refs[-2]
     if len({empty_pid, pid, runner_pid}) != 3:
         return None, "valgrind's reports do not come from three processes"
@@ -471,8 +475,11 @@ def _run_one(code_obj, data, req, index):
     }
     if count:
         failed = result["exit"] != 0 or timed_out or over_cap
+        tail = [line for line in b"".join(log).decode("utf-8", "replace").splitlines() if "==" not in line]
         result["instructions"], result["count_error"] = (
-            (None, "the run failed") if failed else _instructions(b"".join(log), pid)
+            (None, f"the run failed (exit {result['exit']}) {tail[-1:]}")
+            if failed
+            else _instructions(b"".join(log), pid)
         )
     return result, stdout + stderr
 

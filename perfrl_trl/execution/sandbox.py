@@ -447,9 +447,8 @@ class Worker:
             # The count is exact, so one run calibrates every worker of the pool, restarts included.
             empty = self._request("", [""], 1, True, True)["runs"]
             if len(empty) != 1 or empty[0].get("instructions") is None:
-                detail = (
-                    empty[0].get("count_error") or empty[0].get("stderr", "")[-300:] if empty else "no run"
-                )
+                run = empty[0] if empty else {}
+                detail = f"{run.get('count_error', 'no run')} {run.get('stderr', '')[-300:]}".strip()
                 raise SandboxError(f"counting the empty program under valgrind failed: {detail}")
             self._calibration.setdefault("overhead_instructions", empty[0]["instructions"])
         reply = self._request(code, inputs, repeats, stop_on_error, count)
