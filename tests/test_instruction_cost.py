@@ -134,7 +134,10 @@ def test_the_metric_says_what_it_measured(counting, monkeypatch):
         predictions=[FAST], references=[LOOP], tests=[tests], executor=counting
     )
     assert out["cost"] == "instructions" and out["percent_optimized"] == 100.0
-    assert evaluate.load("perfrl/speedup", "runtimes").compute(predictions=[1.0], references=[2.0])["cost"] is None
+    assert (
+        evaluate.load("perfrl/speedup", "runtimes").compute(predictions=[1.0], references=[2.0])["cost"]
+        is None
+    )
 
 
 def test_the_cost_reaches_the_reward_and_the_trainer_config(tmp_path):
@@ -162,4 +165,18 @@ def test_cli_score_counts_instructions(tmp_path, capsys):
     assert main([*argv, "--cost", "instructions"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["cost"] == "instructions" and result["counter"].startswith("valgrind-")
-    assert isinstance(result["instructions"], int) and result["instructions"] > 0 and result["runtime_s"] is None
+    assert (
+        isinstance(result["instructions"], int) and result["instructions"] > 0 and result["runtime_s"] is None
+    )
+
+
+@needs_valgrind
+def test_ray_actors_count_as_configured():
+    from perfrl_trl.execution.ray_backend import JudgeActor
+
+    # Each actor judges on a local executor made from the driver's config, cost included (no Ray needed here).
+    actor = JudgeActor(ExecutionConfig(cost="instructions", ray_address="auto"))
+    try:
+        assert actor.executor.config.cost == "instructions" and actor.executor.counter.startswith("valgrind-")
+    finally:
+        actor.executor.close()
