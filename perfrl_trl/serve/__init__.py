@@ -47,7 +47,8 @@ def run(config: ServeConfig, reward=None, log_level: str = "warning") -> None:
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
             if self.started:
-                where = executor.config.ray_address or f"{executor.config.num_workers} local workers"
+                ray = executor.config.ray_address
+                where = f"Ray at {ray}" if ray else f"{executor.config.num_workers} local workers"
                 print(
                     f"perfrl-trl serve: listening on http://{config.host}:{config.port} "
                     f"(POST /get_reward, GET /health; isolation {executor.isolation}, {where}; "
