@@ -205,7 +205,7 @@ def pie_files(pie_dir: str) -> tuple[str, str] | None:
 
 def excluded_digests(pie_dir: str) -> set[str]:
     """Every program no training stage may see: PIE's (slow and fast, both halves) and the evaluation seed's."""
-    reserved = generate_problems(EVAL_RESERVE, EVAL_SEED)  # every family, held-out ones included
+    reserved = generate_problems(EVAL_RESERVE, EVAL_SEED, outputs=False)  # every family, held-out ones too
     digests = {program_digest(p[col]) for p in reserved for col in ("input_code", "target_code")}
     if files := pie_files(pie_dir):
         digests |= {program_digest(row[k]) for _, row in read_pairs(files[0]) for k in ("input", "target")}

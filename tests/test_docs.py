@@ -3,8 +3,11 @@ tracker's issue numbers, work sessions) in any tracked file, and no machine's ab
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,30 @@ def test_result_files_record_repository_relative_paths():
         if match
     ]
     assert not found, "absolute paths of a machine in result files:\n" + "\n".join(found)
+
+
+def _readme_block(heading: str) -> str:
+    """The first python block under `heading` in README.md."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(heading, 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_grpo_snippet_runs_as_written(tmp_path):
+    """The README's GRPOTrainer snippet, copied as a user would, trains one step and calls the reward."""
+    code = _readme_block("## The reward inside TRL's `GRPOTrainer`")
+    assert "GRPOTrainer(" in code and "UnitTestRewardFunction()" in code
+    # Appended, not edited in: the snippet itself runs unchanged, this only reads what it logged.
+    check = "\nimport json\nprint('LOGGED', json.dumps(trainer.state.log_history[0]))\n"
+    (tmp_path / "snippet.py").write_text(code + check)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(
+        [sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = [line for line in done.stdout.splitlines() if line.startswith("LOGGED ")]
+    assert logged, done.stdout[-2000:]
+    history = json.loads(logged[0].removeprefix("LOGGED "))
+    rewards = [v for k, v in history.items() if k.startswith("rewards/unit_test_reward") and k.endswith("/mean")]
+    assert rewards and 0.0 <= rewards[0] <= 2.0, history

@@ -120,18 +120,28 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
     assert "| test (training families: 39) | 2 |" in (export / "README.md").read_text()
 
 
+REAL_TINY = ["--preset", "real", "--model_size", "tiny", "--families", "sum_formula,string_concat",
+             "--n_per_family", "4", "--denoise_steps", "2", "--denoise_input_length", "64", "--corpus_stdlib", "false",
+             "--corpus_distributions", "tqdm", "--n_rewrite_programs", "2", "--sft_steps", "2",
+             "--per_device_train_batch_size", "2", "--warmup_steps", "0", "--save_steps", "1", "--logging_steps", "1",
+             "--curve_every", "1", "--eval_per_family", "3", "--max_eval", "2", "--ood_eval", "2", "--val_size", "2",
+             "--max_completion_length", "48", "--max_prompt_length", "160", "--eval_num_beams", "2",
+             "--execution_n_trials", "3", "--disable_tqdm", "true", "--optimize_samples", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """One tiny run of every stage of `--preset real`, shared by the tests that read or go on from it."""
+    root = tmp_path_factory.mktemp("real")
+    pie = tiny_pie(root / "pie")
+    out = root / "run"
+    proc = _launch(out, "--num_processes", "1", script=SCRIPT, args=[*REAL_TINY, "--pie_dir", str(pie)])
+    return out, proc
+
+
 @pytest.mark.slow
-def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
-    out = tmp_path / "run"
-    pie = tiny_pie(tmp_path / "pie")
-    tiny = ["--preset", "real", "--model_size", "tiny", "--families", "sum_formula,string_concat",
-            "--n_per_family", "4", "--denoise_steps", "2", "--denoise_input_length", "64", "--corpus_stdlib", "false",
-            "--corpus_distributions", "tqdm", "--n_rewrite_programs", "2", "--sft_steps", "2",
-            "--per_device_train_batch_size", "2", "--warmup_steps", "0", "--save_steps", "1", "--logging_steps", "1",
-            "--curve_every", "1", "--eval_per_family", "3", "--max_eval", "2", "--ood_eval", "2", "--val_size", "2",
-            "--max_completion_length", "48", "--max_prompt_length", "160", "--eval_num_beams", "2",
-            "--execution_n_trials", "3", "--disable_tqdm", "true", "--pie_dir", str(pie), "--optimize_samples", "1"]  # fmt: skip
-    proc = _launch(out, "--num_processes", "1", script=SCRIPT, args=tiny)
+def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(real_run):
+    out, proc = real_run
 
     export = out / "checkpoint"
     corpus = json.loads((export / "corpus_manifest.json").read_text())
@@ -173,17 +183,16 @@ def test_the_real_preset_denoises_rewrites_trains_and_judges_pie(tmp_path):
     assert len(manifest["digests"]) > manifest["n"]
 
 
-def test_the_denoise_stage_goes_on_from_a_denoised_model_and_keeps_its_whole_history(tmp_path):
-    # A decoder-only model, as `--preset real` trains, denoised in two runs: the second starts from the first's
-    # output and its record counts both (so that a long schedule can span sessions).
+def test_the_denoise_stage_goes_on_from_a_denoised_model_and_keeps_its_whole_history(real_run, tmp_path):
+    # The real preset's decoder-only model, denoised again from its `denoise` output: the record of the second
+    # run counts both (so that a long schedule can be split over several runs).
+    first = real_run[0] / "denoise"
     stage = ["--preset", "real", "--stage", "denoise", "--model_arch", "decoder", "--model_size", "tiny",
-             "--denoise_steps", "2", "--denoise_input_length", "64", "--corpus_stdlib", "false",
-             "--corpus_distributions", "tqdm", "--per_device_train_batch_size", "2", "--denoise_warmup_steps", "0",
-             "--save_steps", "1", "--logging_steps", "1", "--disable_tqdm", "true", "--pie_dir", str(tmp_path / "no-pie")]  # fmt: skip
-    _launch(tmp_path / "first", "--num_processes", "1", script=SCRIPT, args=stage)
-    first = tmp_path / "first" / "denoise"
-    _launch(tmp_path / "second", "--num_processes", "1", script=SCRIPT,
-            args=[*stage, "--model_name_or_path", str(first), "--denoise_steps", "3"])  # fmt: skip
+             "--model_name_or_path", str(first), "--denoise_steps", "3", "--denoise_input_length", "64",
+             "--corpus_stdlib", "false", "--corpus_distributions", "tqdm", "--per_device_train_batch_size", "2",
+             "--denoise_warmup_steps", "0", "--save_steps", "1", "--logging_steps", "1", "--disable_tqdm", "true",
+             "--pie_dir", str(tmp_path / "no-pie")]  # fmt: skip
+    _launch(tmp_path / "second", "--num_processes", "1", script=SCRIPT, args=stage)
 
     before = json.loads((first / "denoise_result.json").read_text())
     after = json.loads((tmp_path / "second" / "denoise" / "denoise_result.json").read_text())

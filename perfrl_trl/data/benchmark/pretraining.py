@@ -58,7 +58,7 @@ def pretraining_problems(
     from ._registry import FAMILIES
 
     names = [f for f in (families or FAMILIES) if f not in heldout]
-    reserved = {p["input_code"] for p in generate_problems(eval_reserve, eval_seed, names)}
+    reserved = {p["input_code"] for p in generate_problems(eval_reserve, eval_seed, names, outputs=False)}
     problems = generate_problems(n_per_family, seed, names)
     kept = [p for p in problems if p["input_code"] not in reserved]
     return kept, len(problems) - len(kept)
