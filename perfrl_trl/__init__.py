@@ -14,6 +14,7 @@ _LAZY = {
     "ExecutionConfig": "perfrl_trl.execution",
     "Executor": "perfrl_trl.execution",
     "UnitTestRewardFunction": "perfrl_trl.rewards",
+    "AsyncUnitTestRewardFunction": "perfrl_trl.rewards",
     "RRHFConfig": "perfrl_trl.trainer",
     "RRHFTrainer": "perfrl_trl.trainer",
     "RRHFCandidateCollator": "perfrl_trl.collator",

@@ -83,7 +83,7 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
             "--max_eval", "2", "--ood_eval", "2", "--val_size", "2", "--max_completion_length", "48",
             "--max_prompt_length", "160", "--eval_num_beams", "2", "--execution_n_trials", "3",
             "--disable_tqdm", "true", "--pie_dir", str(tmp_path / "no-pie")]  # fmt: skip
-    proc = _launch(out, "--num_processes", "1", script=SCRIPT, args=tiny)
+    proc = _launch(out, accelerate=False, script=SCRIPT, args=tiny)
 
     export = out / "checkpoint"
     card = (export / "README.md").read_text()
@@ -110,12 +110,12 @@ def test_pretrain_checkpoint_trains_evaluates_and_packages_a_tiny_model(tmp_path
     saved["result"]["n_samples"] = 999
     (out / "package" / "test.json").write_text(json.dumps(saved))
     resume = [*tiny, "--stage", "package", "--resume", "true"]
-    again = _launch(out, "--num_processes", "1", script=SCRIPT, args=resume)
+    again = _launch(out, accelerate=False, script=SCRIPT, args=resume)
     assert again.stdout.count("read back from") == 3
     assert "families: 39) | 999 |" in (export / "README.md").read_text()
     # trained again since (other weights in sft/): nothing kept is read back, every evaluation is judged anew
     shutil.copy(out / "sft" / "checkpoint-1" / "model.safetensors", out / "sft" / "model.safetensors")
-    retrained = _launch(out, "--num_processes", "1", script=SCRIPT, args=resume)
+    retrained = _launch(out, accelerate=False, script=SCRIPT, args=resume)
     assert "read back from" not in retrained.stdout and retrained.stdout.count("judging again") == 3
     assert "| test (training families: 39) | 2 |" in (export / "README.md").read_text()
 
@@ -135,7 +135,7 @@ def real_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     pie = tiny_pie(root / "pie")
     out = root / "run"
-    proc = _launch(out, "--num_processes", "1", script=SCRIPT, args=[*REAL_TINY, "--pie_dir", str(pie)])
+    proc = _launch(out, accelerate=False, script=SCRIPT, args=[*REAL_TINY, "--pie_dir", str(pie)])
     return out, proc
 
 
@@ -192,7 +192,7 @@ def test_the_denoise_stage_goes_on_from_a_denoised_model_and_keeps_its_whole_his
              "--corpus_stdlib", "false", "--corpus_distributions", "tqdm", "--per_device_train_batch_size", "2",
              "--denoise_warmup_steps", "0", "--save_steps", "1", "--logging_steps", "1", "--disable_tqdm", "true",
              "--pie_dir", str(tmp_path / "no-pie")]  # fmt: skip
-    _launch(tmp_path / "second", "--num_processes", "1", script=SCRIPT, args=stage)
+    _launch(tmp_path / "second", accelerate=False, script=SCRIPT, args=stage)
 
     before = json.loads((first / "denoise_result.json").read_text())
     after = json.loads((tmp_path / "second" / "denoise" / "denoise_result.json").read_text())

@@ -34,9 +34,12 @@ TINY = [
 RRHF = "SFT + RRHF (4 tests-only prompts, 1 pass)"  # the tiny preset splits train like the compare preset
 
 
-def _launch(out: Path, *launch_args: str, extra=(), script=SCRIPT, args=TINY) -> subprocess.CompletedProcess:
-    """Run a recipe as its docs say (`accelerate launch`, or plain python without accelerate) into `out`."""
-    accelerate = shutil.which("accelerate")
+def _launch(
+    out: Path, *launch_args: str, extra=(), script=SCRIPT, args=TINY, accelerate: bool = True
+) -> subprocess.CompletedProcess:
+    """Run a recipe into `out`: with `accelerate launch` as its docs say, or (``accelerate=False``, or without
+    accelerate installed) with plain python in one process, which skips the launcher's own start-up."""
+    accelerate = shutil.which("accelerate") if accelerate else None
     launcher = [accelerate, "launch", *launch_args, "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd = [
         *(launcher if accelerate else [sys.executable]),
@@ -258,7 +261,7 @@ def test_adapt_preset_runs_end_to_end_on_a_tiny_pie(tmp_path):
             "--per_device_train_batch_size", "2", "--max_completion_length", "48", "--max_prompt_length", "160",
             "--eval_num_beams", "2", "--num_random_samples", "1", "--execution_n_trials", "3",
             "--disable_tqdm", "true"]  # fmt: skip
-    proc = _launch(out, "--num_processes", "1", args=args)
+    proc = _launch(out, args=args, accelerate=False)
     results = json.loads((out / "results.json").read_text())
     arm = "SFT + RRHF (3 PIE adaptation programs, tests only, 1 pass)"
     assert list(results["rows"]) == ["start model", "SFT only (same compute)", arm, "dataset target"]
