@@ -12,5 +12,5 @@ python3 -m pip install -q -e ".[test,ray,serve]"
 # Which bubblewrap and isolation level the sandbox tests get, for the log.
 python3 -m perfrl_trl.cli sandbox-info
 python3 -m ruff check perfrl_trl tests examples benchmarks scripts
-# pytest exits 5 when it ran no test, which fails this script as it should.
-python3 -m pytest -q -p no:cacheprovider --timeout 900 tests
+# pytest exits 5 when it ran no test, which fails this script as it should; the 15 slowest tests are listed.
+python3 -m pytest -q -p no:cacheprovider --timeout 900 --durations=15 tests
