@@ -5,6 +5,7 @@
     accelerate launch examples/train_pie.py --preset scratch    # from a randomly initialised model: SFT first
     accelerate launch examples/train_pie.py --preset adapt      # RL on PIE's adaptation half, tests only,
                                                                 # judged on its evaluation half (../shared/pie)
+    accelerate launch examples/train_pie.py --model_name_or_path bundled-causal   # the bundled decoder-only model
     accelerate launch examples/train_pie.py --model_name_or_path Salesforce/codet5-small \
         --dataset pie --pie_dir ../shared/pie --preset paper     # the paper's setting, on a GPU box
     python examples/train_pie.py --config my_run.yaml            # any flag can also come from YAML
@@ -49,7 +50,7 @@ from perfrl_trl.data import load_pie_programs, tests_only_split
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.energy import EnergyMeter, EnergyReading
 from perfrl_trl.metrics.intervals import wilson_interval
-from perfrl_trl.models import BUNDLED_CHECKPOINT, ModelArguments
+from perfrl_trl.models import BUNDLED_CAUSAL_CHECKPOINT, BUNDLED_CHECKPOINT, ModelArguments
 from perfrl_trl.presets import PRESETS, preset_defaults
 from perfrl_trl.reporting import plot_loss_curves, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
@@ -249,7 +250,12 @@ def start_model(script, config, model_args, train) -> StartModel:
     if script.from_scratch:
         start.path = model_args.new_model(os.path.join(config.output_dir, "base"), config.seed)
     elif model_args.model_name_or_path:
-        start.name = "start model"
+        # ModelArguments turned a bundled name into its folder; the tables still say which bundled model it was.
+        bundled = {
+            str(BUNDLED_CHECKPOINT): "bundled checkpoint",
+            str(BUNDLED_CAUSAL_CHECKPOINT): "bundled causal checkpoint",
+        }
+        start.name = bundled.get(start.path, "start model")
     if script.sft_steps > 0 or script.sft_seconds:
         sft_dir = os.path.join(config.output_dir, "sft")
         energy, result = finetune(

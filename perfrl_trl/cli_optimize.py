@@ -64,7 +64,8 @@ def add_optimize_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument(
         "--model",
         default=None,
-        help="checkpoint folder or Hub id (seq2seq or causal LM); default: the checkpoint shipped in the package",
+        help="checkpoint folder or Hub id (seq2seq or causal LM), or a checkpoint shipped in the package: "
+        "'bundled' (a T5, the default) or 'bundled-causal' (a decoder-only model)",
     )
     p.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model's)")
     p.add_argument("-n", "--num-samples", type=int, default=8, help="random samples to draw (default 8)")
@@ -111,9 +112,12 @@ def _error(message: str) -> int:
 
 def _optimize(args: argparse.Namespace) -> int:
     from .inference import optimize_program
-    from .models.bundled import BUNDLED_CHECKPOINT
+    from .models.bundled import resolve_checkpoint
 
-    args.model = args.model or str(BUNDLED_CHECKPOINT)
+    try:
+        args.model = resolve_checkpoint(args.model)  # no --model: the bundled T5; a bundled name: its folder
+    except ValueError as exc:
+        return _error(str(exc))
 
     if args.num_samples < 0 or args.num_beams < 1 or (args.num_samples == 0 and args.no_beam):
         return _error("need -n >= 0, --num-beams >= 1 and at least one candidate")

@@ -1,7 +1,14 @@
 """Code models and the bundled offline tokenizer (see `factory` and `tokenization`)."""
 
 from .arguments import ModelArguments
-from .bundled import BUNDLED_CHECKPOINT, checkpoint_card, export_checkpoint
+from .bundled import (
+    BUNDLED_CAUSAL_CHECKPOINT,
+    BUNDLED_CHECKPOINT,
+    BUNDLED_CHECKPOINTS,
+    checkpoint_card,
+    export_checkpoint,
+    resolve_checkpoint,
+)
 from .factory import (
     DECODER_PRESETS,
     T5_PRESETS,
@@ -14,7 +21,9 @@ from .factory import (
 from .tokenization import BUNDLED_TOKENIZER_DIR, load_tokenizer, prepare_tokenizer
 
 __all__ = [
+    "BUNDLED_CAUSAL_CHECKPOINT",
     "BUNDLED_CHECKPOINT",
+    "BUNDLED_CHECKPOINTS",
     "BUNDLED_TOKENIZER_DIR",
     "DECODER_PRESETS",
     "T5_PRESETS",
@@ -28,4 +37,5 @@ __all__ = [
     "load_tokenizer",
     "model_config",
     "prepare_tokenizer",
+    "resolve_checkpoint",
 ]

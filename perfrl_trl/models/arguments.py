@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import get_args
 
+from .bundled import resolve_checkpoint
 from .factory import Arch, Size, create_pretrained
 
 
@@ -14,8 +15,9 @@ class ModelArguments:
     """A recipe's model: a folder or Hub id, or a new, randomly initialised model of the factory's presets.
 
     Args:
-        model_name_or_path: A checkpoint folder or Hub id; `None` lets the recipe choose (the bundled checkpoint,
-            or a new model).
+        model_name_or_path: A checkpoint folder or Hub id, or the name of a checkpoint shipped in the package
+            (``"bundled"``: the T5; ``"bundled-causal"``: the decoder-only model), which becomes its folder;
+            `None` lets the recipe choose (the bundled T5, or a new model).
         model_arch: For a new model: ``"t5"`` (encoder-decoder) or ``"decoder"`` (decoder-only).
         model_size: For a new model: one of the factory's sizes (``tiny``, ``small``, ``base``, ``codet5-small``).
         dropout_rate: For a new model: its dropout.
@@ -26,12 +28,18 @@ class ModelArguments:
         >>> path = ModelArguments(model_size="tiny").new_model("/tmp/perfrl-args-tiny", seed=0)
         >>> load_model_and_tokenizer(path)[0].config.model_type
         't5'
+        >>> load_model_and_tokenizer(ModelArguments("bundled-causal").model_name_or_path)[0].config.model_type
+        'llama'
 
         ```
     """
 
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Hub id or folder; default: the bundled checkpoint (or a new model)."}
+        default=None,
+        metadata={
+            "help": "Hub id or folder, or a bundled checkpoint: 'bundled' (T5) or 'bundled-causal' (decoder-only); "
+            "default: the bundled T5 (or a new model)."
+        },
     )
     model_arch: str = field(default="t5", metadata={"help": "From scratch: 't5' or 'decoder'."})
     model_size: str = field(
@@ -40,6 +48,9 @@ class ModelArguments:
     dropout_rate: float = field(default=0.0, metadata={"help": "From scratch: dropout of the new model."})
 
     def __post_init__(self):
+        # A bundled name becomes its folder here, so that every recipe loads it like any other path.
+        if self.model_name_or_path is not None:
+            self.model_name_or_path = resolve_checkpoint(self.model_name_or_path)
         if self.model_arch not in get_args(Arch):
             raise ValueError(f"--model_arch must be one of {get_args(Arch)}, got {self.model_arch!r}")
         if self.model_size not in get_args(Size):

@@ -1,11 +1,18 @@
-"""The SFT checkpoint shipped inside the package, and how a trained model becomes one.
+"""The SFT checkpoints shipped inside the package, and how a trained model becomes one.
 
-`BUNDLED_CHECKPOINT` is an ordinary Hugging Face folder (config, safetensors weights, tokenizer, model card), so
-`load_model_and_tokenizer(BUNDLED_CHECKPOINT)` and `AutoModelForSeq2SeqLM.from_pretrained(BUNDLED_CHECKPOINT)`
-both work offline. The weights are stored in bfloat16 to keep the wheel small, while the config asks for float32,
-so `from_pretrained` loads a float32 model that trains and generates as the original did.
-`examples/pretrain_checkpoint.py` regenerates it; its README.md (`checkpoint_card`, from the template
-`checkpoint_card.md` beside this module) says with what data, for how long, and how it scores on held-out problems.
+`BUNDLED_CHECKPOINT` (a T5, the recipes' and the CLI's default) and `BUNDLED_CAUSAL_CHECKPOINT` (a decoder-only
+Llama-style model, for trainers that need a causal LM such as TRL's `GRPOTrainer`) are ordinary Hugging Face
+folders (config, safetensors weights, tokenizer, model card), so `load_model_and_tokenizer(BUNDLED_CHECKPOINT)`,
+`AutoModelForSeq2SeqLM.from_pretrained(BUNDLED_CHECKPOINT)` and
+`AutoModelForCausalLM.from_pretrained(BUNDLED_CAUSAL_CHECKPOINT)` all work offline. `BUNDLED_CHECKPOINTS` names
+them ("bundled", "bundled-causal") and `resolve_checkpoint` turns such a name into its folder, which is how the
+recipes' `--model_name_or_path` and `perfrl-trl optimize --model` accept them.
+
+The weights are stored in bfloat16 to keep the wheel small, while the config asks for float32, so
+`from_pretrained` loads a float32 model that trains and generates as the original did.
+`examples/pretrain_checkpoint.py` regenerates them (`--preset real` the causal one); each folder's README.md
+(`checkpoint_card`, from the template `checkpoint_card.md` beside this module) says with what data, for how
+long, and how it scores on held-out problems.
 """
 
 from __future__ import annotations
@@ -20,10 +27,58 @@ from typing import Any
 import torch
 
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint"
+BUNDLED_CAUSAL_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint_causal"
+# The names a recipe or the CLI accepts in place of a folder or Hub id. They start with "bundled" so that a name
+# that does not resolve can be told from a Hub id (`resolve_checkpoint`).
+BUNDLED_CHECKPOINTS: dict[str, Path] = {
+    "bundled": BUNDLED_CHECKPOINT,
+    "bundled-causal": BUNDLED_CAUSAL_CHECKPOINT,
+}
+_BUNDLED_PREFIX = "bundled"
 # The limit the checkpoint's folder must stay under (it ships in the wheel).
 MAX_BUNDLED_BYTES = 25 * 1024 * 1024
 # The checkpoint's model card, with `str.format` fields (see `checkpoint_card`).
 CARD_TEMPLATE = Path(__file__).resolve().parent / "checkpoint_card.md"
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike | None, default: str = "bundled") -> str:
+    """The folder or Hub id to load: a bundled checkpoint's folder for its name, anything else unchanged.
+
+    A name of `BUNDLED_CHECKPOINTS` always means the bundled checkpoint (write ``./bundled`` for a folder of that
+    name). Another bare name that starts with ``bundled`` and is not an existing path is taken for a mistyped
+    bundled name rather than handed to the Hub, where it would fail with a less useful message.
+
+    Args:
+        name_or_path: A bundled name (``"bundled"``, ``"bundled-causal"``), a folder or a Hub id; `None` for the
+            default.
+        default: The bundled name `None` stands for.
+
+    Returns:
+        `str`: the path of the bundled folder, or `name_or_path` as given.
+
+    Raises:
+        ValueError: For an unknown bundled name (the message lists the names).
+
+    Example:
+        ```python
+        >>> from perfrl_trl.models import BUNDLED_CAUSAL_CHECKPOINT, resolve_checkpoint
+        >>> resolve_checkpoint("bundled-causal") == str(BUNDLED_CAUSAL_CHECKPOINT)
+        True
+        >>> resolve_checkpoint("Salesforce/codet5-small")
+        'Salesforce/codet5-small'
+
+        ```
+    """
+    name = default if name_or_path is None else os.fspath(name_or_path)
+    if name in BUNDLED_CHECKPOINTS:
+        return str(BUNDLED_CHECKPOINTS[name])
+    bare = os.sep not in name and "/" not in name
+    if bare and name.startswith(_BUNDLED_PREFIX) and not os.path.exists(name):
+        choices = ", ".join(repr(key) for key in BUNDLED_CHECKPOINTS)
+        raise ValueError(
+            f"unknown bundled checkpoint {name!r}: choose one of {choices}, or give a checkpoint folder or Hub id"
+        )
+    return name
 
 
 def export_checkpoint(
