@@ -6,7 +6,7 @@
     accelerate launch examples/pretrain_checkpoint.py --preset real --stage pairs     #   denoise, pairs,
     accelerate launch examples/pretrain_checkpoint.py --preset real --stage train     #   train, package
     accelerate launch examples/pretrain_checkpoint.py --preset real --stage package
-    cp -r outputs/pretrain_checkpoint-real/checkpoint/. perfrl_trl/models/checkpoint/   # then install it
+    cp -r outputs/pretrain_checkpoint-real/checkpoint/. perfrl_trl/models/checkpoint_causal/   # then install it
 
 Presets: `bench` (the default) is what the shipped checkpoint was trained with: SFT from scratch on the bundled
 benchmark's pairs. `real` first teaches a new decoder-only model real Python: 1. `denoise`: span-corruption
@@ -506,9 +506,8 @@ def package(script, config, model_args, problems, dropped, state):
         title=f"--preset {script.preset}: {title}",
     )
     print(card)
-    print(
-        f"wrote {export} and {out}/pretrain_curve.png; install it with: cp -r {export}/. perfrl_trl/models/checkpoint/"
-    )
+    folder = "checkpoint_causal" if model_args.model_arch == "decoder" else "checkpoint"
+    print(f"wrote {export} and {out}/pretrain_curve.png; install it with: cp -r {export}/. perfrl_trl/models/{folder}/")
 
 
 def main():
