@@ -19,7 +19,8 @@ from perfrl_trl.execution.counters import decide_by_count, find_instruction_coun
 
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 
-LOOP = "n = int(input())\ns = 0\nfor i in range(n):\n    s += i * i % 7\nprint(s)\n"
+# It reads its working folder too: a count must not depend on where the sandbox runs it from.
+LOOP = "import os\nos.path.abspath('.')\nn = int(input())\ns = 0\nfor i in range(n):\n    s += i * i % 7\nprint(s)\n"
 FAST = "n = int(input())\nprint(sum(i * i % 7 for i in range(n)))\n"
 
 

@@ -380,7 +380,9 @@ def _reap_children():
 
 
 def _run_one(code_obj, data, req, index):
-    workdir = os.path.join(req["root"], f"run{index}")
+    # A counted run always works in the same folder: a program whose imports read the working folder (through
+    # os.path.abspath, say) would otherwise count more instructions for a longer run number.
+    workdir = os.path.join(req["root"], "count" if req.get("count") else f"run{index}")
     while os.path.lexists(workdir):  # an interpreter's folder may sit in the scratch as /tmp/run1
         workdir += "_"
     os.mkdir(workdir, 0o777)
