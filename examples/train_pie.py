@@ -457,6 +457,8 @@ def write_report(
         rows,
         notes,
         extra={
+            # What "faster" was measured in: CPU time, or instruction counts (docs/cost.md).
+            "cost": config.execution_config_kwargs().get("cost", "cpu_time"),
             "data": sizes,
             "paired_tests": tests,
             "beats_target": beats,
