@@ -60,7 +60,7 @@ ADAPT = dict(
     max_prompt_length=512,
     max_completion_length=512,
 )
-# About 6 minutes on 2 CPU cores, from the bundled checkpoint: the compare preset, smaller.
+# About 5 minutes on 2 CPU cores, from the bundled checkpoint: the compare preset, smaller.
 DEFAULT = dict(COMPARE, n_per_family=20, rl_prompts=32, max_eval=48, val_size=8, generation_batch_size=16)
 
 PRESETS = {
