@@ -57,7 +57,8 @@ from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 from perfrl_trl.trainer.callbacks import RLCurve, rl_eval_schedule
 from perfrl_trl.trainer.sft import finetune
 
-# Presets that became recipes of their own: `--preset NAME` exits with this message instead of running.
+# The presets (`--preset NAME`, defaults that the command line still overrides) are perfrl_trl/presets.py, which
+# the other recipes share. Presets that became recipes of their own exit with this message instead of running.
 MOVED = {
     "pretrain": (
         "--preset pretrain is a recipe of its own now; run instead:\n"
