@@ -174,27 +174,38 @@ def _sealed_memfd(data):
     return fd
 
 
+def _enter_run(stdin_fd, out_w, err_w, limits):
+    """A run's first steps in its forked child: its own session, the rlimits, the test input on 0 and the pipes
+    on 1 and 2."""
+    os.setsid()
+    for name, value in limits["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    fd = os.open(f"/proc/self/fd/{stdin_fd}", os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+
+
+def _drop_uid(limits):
+    """Run as the unprivileged uid where the worker was started as root at the rlimits level."""
+    drop = limits["drop_uid"]
+    if drop is not None:
+        os.setgroups([])
+        os.setgid(drop)
+        os.setuid(drop)
+
+
 def _child(code_obj, stdin_fd, out_w, err_w, workdir, limits):
     """Runs in the forked child: lock it down, then execute the program as ``__main__``."""
     try:
-        os.setsid()
-        for name, value in limits["rlimits"].items():
-            resource.setrlimit(getattr(resource, name), (value, value))
-        fd = os.open(f"/proc/self/fd/{stdin_fd}", os.O_RDONLY)
-        os.dup2(fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
+        _enter_run(stdin_fd, out_w, err_w, limits)
         low = 3
         for keep in limits["import_fds"]:
             os.closerange(low, keep)
             low = keep + 1
         os.closerange(low, 1 << 16)
         os.chdir(workdir)
-        drop = limits["drop_uid"]
-        if drop is not None:
-            os.setgroups([])
-            os.setgid(drop)
-            os.setuid(drop)
+        _drop_uid(limits)
         if limits["seccomp"] is not None:
             _install_seccomp(limits["seccomp"])
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
@@ -248,23 +259,13 @@ def _count_child(stdin_fd, out_w, err_w, src_fd, log_w, workdir, limits):
     The program itself only starts in the runner's own child, after the seccomp filter is in place there.
     """
     try:
-        os.setsid()
-        for name, value in limits["rlimits"].items():
-            resource.setrlimit(getattr(resource, name), (value, value))
-        fd = os.open(f"/proc/self/fd/{stdin_fd}", os.O_RDONLY)
-        os.dup2(fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
+        _enter_run(stdin_fd, out_w, err_w, limits)
         src = os.open(f"/proc/self/fd/{src_fd}", os.O_RDONLY)
         os.dup2(src, 3)
         os.dup2(log_w, 4)
         os.closerange(5, 1 << 16)
         os.chdir(workdir)
-        drop = limits["drop_uid"]
-        if drop is not None:
-            os.setgroups([])
-            os.setgid(drop)
-            os.setuid(drop)
+        _drop_uid(limits)
         counter = limits["counter"]
         argv = [*counter["valgrind"], counter["python"], "-S", "-s", "-B", "-c", counter["runner"]]
         argv.append(json.dumps({"path": counter["path"], "filter": limits["count_filter"]}))
