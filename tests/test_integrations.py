@@ -9,6 +9,7 @@ import json
 import time
 
 import pytest
+from test_rewards import one_grpo_step  # tests/ is on sys.path under pytest's default import mode
 
 from perfrl_trl import cli_serve
 from perfrl_trl.execution import ExecutionConfig, resolve_isolation
@@ -20,7 +21,8 @@ from perfrl_trl.rewards import AsyncUnitTestRewardFunction, UnitTestRewardFuncti
 from perfrl_trl.serve import config as serve_config
 
 
-def _no_sandbox() -> str | None:
+def no_sandbox() -> str | None:
+    """Why the sandbox cannot run here, or None."""
     try:
         resolve_isolation("auto")
     except RuntimeError as exc:
@@ -28,7 +30,8 @@ def _no_sandbox() -> str | None:
     return None
 
 
-needs_sandbox = pytest.mark.skipif(_no_sandbox() is not None, reason=str(_no_sandbox()))
+_NO_SANDBOX = no_sandbox()
+needs_sandbox = pytest.mark.skipif(_NO_SANDBOX is not None, reason=str(_NO_SANDBOX))
 
 LABEL = json.dumps({"tests": [{"input": "2\n", "output": "4\n"}], "input_code": None})
 RIGHT, WRONG = "print(2 * int(input()))", "print(int(input()) + 1)"
@@ -185,11 +188,6 @@ def test_async_reward_judges_off_the_event_loop():
 @needs_sandbox
 def test_trl_grpo_trainer_awaits_the_async_reward(tmp_path):
     """One GRPO step of TRL's own trainer, with the async reward as its reward function."""
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
-    from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
-
     slow = "n = int(input())\ns = 0\nfor i in range(n + 1):\n    s += i\nprint(s)\n"
     tests = [{"input": "7\n", "output": "28\n"}]
     calls = []
@@ -200,29 +198,8 @@ def test_trl_grpo_trainer_awaits_the_async_reward(tmp_path):
             calls.append((len(completions), sorted(columns), values))
             return values
 
-    model, tok = load_model_and_tokenizer(create_pretrained("decoder", "tiny", tmp_path / "m"))
-    args = GRPOConfig(
-        output_dir=str(tmp_path / "grpo"),
-        per_device_train_batch_size=2,
-        num_generations=2,
-        max_completion_length=8,
-        max_steps=1,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=Recording(execution_config=CHEAP),
-        args=args,
-        train_dataset=Dataset.from_list(
-            [{"prompt": "Faster:\n" + slow, "tests": tests, "input_code": slow}] * 2
-        ),
-        processing_class=tok,
-    )
-    trainer.train()
+    rows = [{"prompt": "Faster:\n" + slow, "tests": tests, "input_code": slow}] * 2
+    trainer = one_grpo_step(tmp_path, Recording(execution_config=CHEAP), rows)
     assert calls, "GRPOTrainer never awaited the reward"
     n, columns, values = calls[0]
     assert {"tests", "input_code"} <= set(columns) and len(values) == n == 2

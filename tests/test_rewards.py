@@ -77,22 +77,13 @@ def test_completion_forms():
 
 
 @pytest.mark.slow
-def test_works_as_reward_funcs_of_trl_grpo_trainer(tmp_path, reward):
+def one_grpo_step(tmp_path, reward_funcs, rows):
+    """One step of TRL's own `GRPOTrainer` on a tiny random decoder with `reward_funcs`, sync or async."""
     from trl import GRPOConfig, GRPOTrainer
 
     from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(create_pretrained("decoder", "tiny", tmp_path / "m"))
-    rows = [{"prompt": "Write faster version:\n" + SLOW, "tests": TESTS, "input_code": SLOW}] * 4
-    calls = []
-
-    class Recording(UnitTestRewardFunction):
-        def __call__(self, prompts=None, completions=None, **columns):
-            values = super().__call__(prompts, completions, **columns)
-            calls.append((len(completions), sorted(columns), values))
-            return values
-
-    recording = Recording(execution_config=reward.config, executor=reward.executor)
     args = GRPOConfig(
         output_dir=str(tmp_path / "grpo"),
         per_device_train_batch_size=2,
@@ -107,12 +98,27 @@ def test_works_as_reward_funcs_of_trl_grpo_trainer(tmp_path, reward):
     )
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=recording,
+        reward_funcs=reward_funcs,
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tok,
     )
     trainer.train()
+    return trainer
+
+
+def test_works_as_reward_funcs_of_trl_grpo_trainer(tmp_path, reward):
+    rows = [{"prompt": "Write faster version:\n" + SLOW, "tests": TESTS, "input_code": SLOW}] * 4
+    calls = []
+
+    class Recording(UnitTestRewardFunction):
+        def __call__(self, prompts=None, completions=None, **columns):
+            values = super().__call__(prompts, completions, **columns)
+            calls.append((len(completions), sorted(columns), values))
+            return values
+
+    recording = Recording(execution_config=reward.config, executor=reward.executor)
+    trainer = one_grpo_step(tmp_path, recording, rows)
     assert calls, "GRPOTrainer never called the reward"
     n, columns, values = calls[0]
     assert {"tests", "input_code"} <= set(columns) and len(values) == n

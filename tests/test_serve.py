@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_integrations import no_sandbox  # tests/ is on sys.path under pytest's default import mode
 
 from perfrl_trl.cli import main as cli_main
-from perfrl_trl.execution import resolve_isolation
 from perfrl_trl.serve import ServeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +36,11 @@ def _skip_reason() -> str | None:
         import uvicorn  # noqa: F401
     except ImportError:
         return "the serve extra is not installed (pip install 'perfrl_trl[serve]')"
-    try:
-        resolve_isolation("auto")
-    except RuntimeError as exc:
-        return f"no safe sandbox on this machine: {exc}"
-    return None
+    return no_sandbox()
 
 
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+_SKIP = _skip_reason()
+pytestmark = pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
 
 
 def _free_port() -> int:
