@@ -27,6 +27,7 @@ here says so and exits).
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import sys
 import time
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 from accelerate import PartialState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
@@ -42,6 +44,7 @@ from perfrl_trl.comparison import (
     beats_target_share,
     evaluate_models,
     family_table_markdown,
+    heldout_curve,
     paired_tests,
     per_family,
     speedup_endpoint,
@@ -113,15 +116,20 @@ class ScriptArguments:
         },
     )
     val_size: int = field(
-        default=16, metadata={"help": "Validation problems of the RL curve's held-out points."}
+        default=16,
+        metadata={
+            "help": "Validation problems of the RL curve's held-out points (each point's interval shrinks "
+            "with it)."
+        },
     )
     rl_steps: int = field(default=2, metadata={"help": "Stage 2: RRHF passes over the RL prompts."})
     rl_prompts: int = field(default=32, metadata={"help": "RL prompts (each pass goes over all of them)."})
     rl_eval_points: int | None = field(
         default=None,
         metadata={
-            "help": "Held-out evaluations during stage 2 besides step 0, evenly spaced over the updates "
-            "(the last after the last update); None: one after each pass."
+            "help": "Held-out points of the RL curve besides the start, evenly spaced over the updates (the last "
+            "after the last update); None: one after each pass. Each is a checkpoint saved during stage 2 and "
+            "judged after it, outside the timed budget."
         },
     )
     rrhf_learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of stages 2 and 2b."})
@@ -189,7 +197,9 @@ def held_out_splits(script: ScriptArguments, config: RRHFConfig):
         n_rows = f"{len(train)} train and {len(test)} test rows"
         sys.exit(f"the {script.dataset} data has {n_rows} (raise --n_per_family)")
     try:
-        labelled, tests_only, rl_train = tests_only_split(train, script.tests_only_fraction, script.rl_prompts, seed)
+        labelled, tests_only, rl_train = tests_only_split(
+            train, script.tests_only_fraction, script.rl_prompts, seed
+        )
     except ValueError as e:
         sys.exit(f"{e} (raise --n_per_family, or change --tests_only_fraction)")
     test = test.shuffle(seed=seed).select(range(min(script.max_eval, len(test))))
@@ -275,6 +285,17 @@ def start_model(script, config, model_args, train) -> StartModel:
 
 def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialState):
     """Stage 2: RRHF passes over the RL prompts with candidates the current policy generates; the RL curve."""
+    schedule = rl_eval_schedule(
+        config.per_device_train_batch_size,
+        config.gradient_accumulation_steps,
+        len(rl_train),
+        script.rl_steps,
+        script.rl_eval_points,
+        state.num_processes,
+    )
+    # The curve's held-out points are judged after training, from checkpoints saved on the evaluation schedule:
+    # the timed stage pays only for training, and the points can use a validation set large enough to show a
+    # change of a few points.
     rl_config = dataclasses.replace(
         config,
         output_dir=os.path.join(config.output_dir, "rrhf"),
@@ -282,31 +303,26 @@ def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialS
         max_steps=-1,
         learning_rate=script.rrhf_learning_rate,
         lr_scheduler_type="constant",
-        **rl_eval_schedule(
-            config.per_device_train_batch_size,
-            config.gradient_accumulation_steps,
-            len(rl_train),
-            script.rl_steps,
-            script.rl_eval_points,
-            state.num_processes,
-        ),
+        eval_strategy="no",
+        save_strategy=schedule["eval_strategy"],
+        save_steps=schedule.get("eval_steps", config.save_steps),
+        save_only_model=True,
     )
     curve = RLCurve()
-    trainer = RRHFTrainer(
-        start.path, args=rl_config, train_dataset=rl_train, eval_dataset=val, callbacks=[curve]
-    )
-    trainer.evaluate()  # step 0 of the curve: the start model, outside the timed stage
-    # The held-out points during training are inside it: the arm's wall time pays for its own curve.
+    trainer = RRHFTrainer(start.path, args=rl_config, train_dataset=rl_train, callbacks=[curve])
     with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
         trainer.train()
     trainer.save_model(rl_config.output_dir)
     state.wait_for_everyone()
-    history = curve.history(trainer.candidate_log)
     print(
         f"stage 2: {trainer.state.global_step} RRHF updates, {_passes(script.rl_steps)} over {len(rl_train)} "
-        f"prompts, in {meter.reading.seconds:.0f}s"
+        f"prompts, in {meter.reading.seconds:.0f}s; judging the curve's {len(val)} held-out problems"
     )
-    return trainer, meter.reading, history
+    checkpoints = {0: start.path, trainer.state.global_step: rl_config.output_dir}
+    for folder in glob.glob(os.path.join(rl_config.output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
+        checkpoints.setdefault(int(folder.rsplit("-", 1)[1]), folder)
+    curve.add_heldout(heldout_curve(checkpoints, val, config))
+    return trainer, meter.reading, curve.history(trainer.candidate_log)
 
 
 def _passes(n: int) -> str:
@@ -324,6 +340,10 @@ def rl_arm_name(script: ScriptArguments, n_prompts: int) -> str:
 
 def _pct(share: float | None) -> str:
     return "n/a" if share is None else f"{100 * share:.1f}%"
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
 def write_report(
@@ -438,11 +458,15 @@ def write_report(
     evaluated = [h for h in history if h.get("eval_pass_rate") is not None]
     if evaluated:
         points = "; ".join(
-            f"update {h['step']}: pass {_pct(h['eval_pass_rate'])}, %OPT {_pct(h.get('eval_opt_rate'))}, "
-            f"faster than target {_pct(h.get('eval_beats_target_rate'))}"
+            f"update {h['step']}: faster than target {_pct(h.get('eval_beats_target_rate'))}"
+            f"{_interval(h.get('eval_beats_target_ci'))}, pass {_pct(h['eval_pass_rate'])}"
+            f"{_interval(h.get('eval_pass_ci'))}"
             for h in evaluated
         )
-        notes.append(f"RL curve on {sizes['validation']} validation problems (rl_curves.png): {points}.")
+        notes.append(
+            f"RL curve on {sizes['validation']} validation problems, judged after training from checkpoints "
+            f"saved along it (rl_curves.png; 95% Wilson intervals): {points}."
+        )
     if rl_energy.method == "estimate":
         notes.append("Energy and peak power marked * are ESTIMATES (CPU-seconds x 12 W per busy core).")
     if loads:

@@ -18,6 +18,7 @@ import torch
 
 from .generation import beam_programs, gather_in_order, process_share, torch_threads_on_cpu
 from .metrics.arithmetic import aggregate, best_of_k
+from .metrics.intervals import wilson_interval
 from .metrics.scoring import score_programs
 from .reporting import mcnemar_exact, wilcoxon_signed_rank
 
@@ -373,3 +374,51 @@ def family_table_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def heldout_curve(
+    checkpoints: Mapping[int, str | os.PathLike], dataset, config: RRHFConfig, executor=None
+) -> dict[int, dict[str, Any]]:
+    """The held-out points of an RL curve, judged after training from checkpoints saved along it.
+
+    Judging after training keeps the points out of the RL arm's timed budget, and judging them all in one call
+    times each slow baseline once. Every point is the same evaluation as the final table's (beams, best of k,
+    the judge's margin), with Wilson intervals, so that a change larger than its interval is a real one.
+
+    Args:
+        checkpoints: ``{optimizer update: checkpoint folder}``; update 0 is the start model.
+        dataset: The validation rows (``prompt``, ``input_code``, ``tests``, ``target_code``).
+        config: An [`RRHFConfig`], as for [`evaluate_models`].
+        executor: As for [`evaluate_models`].
+
+    Returns:
+        ``{update: point}`` with ``eval_pass_rate``, ``eval_opt_rate``, ``eval_compile_rate`` and
+        ``eval_beats_target_rate`` (fractions; the last over problems whose target passed), a ``..._ci`` pair
+        for pass and faster-than-target, and ``eval_n``, the problems judged.
+
+    Example:
+        ```python
+        >>> points = heldout_curve({0: "outputs/start", 16: "outputs/rrhf/checkpoint-16"}, val, config)  # doctest: +SKIP
+        >>> points[16]["eval_beats_target_rate"], points[16]["eval_beats_target_ci"]  # doctest: +SKIP
+        ```
+    """
+    names = {f"update {step}": step for step in sorted(checkpoints)}
+    evals = evaluate_models(
+        {name: checkpoints[step] for name, step in names.items()}, dataset, config, executor=executor
+    )
+    points = {}
+    for name, step in names.items():
+        e = evals[name]
+        n = len(e.outcomes)
+        passed, compiled = sum(e.passed), sum(bool(o.compiled) for o in e.outcomes)
+        beats = beats_target_share(e, kinds=None)
+        points[step] = {
+            "eval_n": n,
+            "eval_compile_rate": compiled / n,
+            "eval_pass_rate": passed / n,
+            "eval_pass_ci": list(wilson_interval(passed, n)),
+            "eval_opt_rate": sum(e.optimized) / n,
+            "eval_beats_target_rate": beats["share"],
+            "eval_beats_target_ci": list(wilson_interval(beats["beats"], beats["n"])) if beats["n"] else None,
+        }
+    return points

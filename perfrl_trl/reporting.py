@@ -182,16 +182,17 @@ def write_results(
 
 
 @contextlib.contextmanager
-def _figure(path: str) -> Iterator[Any]:
-    """One PNG figure of the size every plot here uses: yields its axes, then lays out, saves and closes it."""
+def _figure(path: str, panels: int = 1) -> Iterator[Any]:
+    """One PNG figure of the size every plot here uses (taller for stacked panels): yields its axes (a list of
+    `panels` axes when more than one), then lays out, saves and closes it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    fig, axes = plt.subplots(panels, 1, figsize=(6.4, 4.0 + 3.0 * (panels - 1)), dpi=120, squeeze=False)
     try:
-        yield ax
+        yield axes[0, 0] if panels == 1 else list(axes[:, 0])
         fig.tight_layout()
         fig.savefig(path)
     finally:
@@ -209,13 +210,19 @@ def _loss_axes(ax) -> None:
 def plot_rl_curves(
     history: Sequence[dict[str, float]], path: str, title: str = "PerfRL: RRHF", x_label: str | None = None
 ) -> str:
-    """The paper's Fig. 2: pass and optimisation rates along RL training, as a PNG.
+    """The paper's Fig. 2: held-out and candidate rates along RL training, as a PNG.
+
+    The held-out panel comes first, as it is the one that says whether RL is working: the rates of the model at
+    each point, on problems it never trains on, with their intervals when the points carry them. Below it, the
+    rates of the candidates that fed each update: one update's handful of prompts makes them jump, so each is
+    drawn as faint raw points under its moving average (``{rate}_avg``) when the history has one.
 
     Args:
         history: One dict per point with ``step`` and any of ``pass_rate``, ``opt_rate``, ``compile_rate``,
             ``beats_target_rate`` (fractions of the generated candidates; the last of those counted over rows
-            with a target) and ``eval_compile_rate``/``eval_pass_rate``/``eval_opt_rate``/
-            ``eval_beats_target_rate`` (held-out). A missing or `None` rate leaves no point.
+            with a target), their ``..._avg`` moving averages, and ``eval_compile_rate``/``eval_pass_rate``/
+            ``eval_opt_rate``/``eval_beats_target_rate`` (held-out) with optional ``eval_pass_ci`` and
+            ``eval_beats_target_ci`` intervals and ``eval_n``. A missing or `None` rate leaves no point.
         path: Where to write the PNG.
         title: The figure's title.
         x_label: The x axis' label. `None`: "RL update" when the points carry ``epoch`` (the per-update
@@ -224,46 +231,88 @@ def plot_rl_curves(
     Example:
         ```python
         >>> start = {"step": 0, "epoch": 0.0, "eval_pass_rate": 0.5}
-        >>> history = [start, {"step": 1, "epoch": 0.0, "pass_rate": 0.4}]
+        >>> history = [start, {"step": 1, "epoch": 0.0, "pass_rate": 0.4, "pass_rate_avg": 0.4}]
         >>> plot_rl_curves(history, "/tmp/rl_curves.png")  # doctest: +SKIP
         '/tmp/rl_curves.png'
         ```
     """
     from matplotlib.ticker import MaxNLocator
 
-    steps = [h["step"] for h in history]
-    styles = {
-        "compile_rate": ("compile (candidates)", "C2", ":"),
-        "pass_rate": ("pass (candidates)", "C0", "-"),
-        "opt_rate": ("optimised (candidates)", "C1", "-"),
-        "beats_target_rate": ("faster than target (candidates)", "C3", "-"),
-        "eval_compile_rate": ("compile (held-out)", "C2", "-."),
-        "eval_pass_rate": ("pass (held-out)", "C0", "--"),
+    heldout = {
+        "eval_beats_target_rate": ("faster than target (held-out)", "C3", "-"),
+        "eval_pass_rate": ("pass (held-out)", "C0", "-"),
         "eval_opt_rate": ("%OPT (held-out)", "C1", "--"),
-        "eval_beats_target_rate": ("faster than target (held-out)", "C3", "--"),
+        "eval_compile_rate": ("compile (held-out)", "C2", ":"),
     }
+    candidates = {
+        "beats_target_rate": ("faster than target (candidates)", "C3"),
+        "pass_rate": ("pass (candidates)", "C0"),
+        "opt_rate": ("optimised (candidates)", "C1"),
+        "compile_rate": ("compile (candidates)", "C2"),
+    }
+
+    def series(key: str) -> list[tuple[float, float]]:
+        return [(h["step"], 100 * h[key]) for h in history if h.get(key) is not None]
+
     if x_label is None:
         per_update = any("epoch" in h for h in history)
         x_label = "RL update (optimizer step)" if per_update else "RL step (one regeneration pass)"
-    # Per-update candidate rates can be dozens of points: smaller markers, fewer ticks.
+    has_heldout = any(series(key) for key in heldout)
+    has_candidates = any(series(key) for key in candidates)
+    panels = [name for name, present in (("heldout", has_heldout), ("candidates", has_candidates)) if present]
+    steps = sorted({h["step"] for h in history})
     dense = len(steps) > 12
-    with _figure(path) as ax:
-        for key, (label, color, style) in styles.items():
-            points = [(s, 100 * h[key]) for s, h in zip(steps, history) if h.get(key) is not None]
-            if points:
-                ax.plot(
-                    *zip(*points), style, color=color, marker="o", markersize=3 if dense else 6, label=label
-                )
-        ax.set_ylim(-3, 103)
-        if dense:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        else:
-            ax.set_xticks(steps)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("rate (%)")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    with _figure(path, max(1, len(panels))) as axes:
+        axes = axes if isinstance(axes, list) else [axes]
+        for ax, panel in zip(axes, panels or ["candidates"]):
+            if panel == "heldout":
+                n = max((h.get("eval_n") or 0 for h in history), default=0)
+                for key, (label, color, style) in heldout.items():
+                    points = series(key)
+                    if not points:
+                        continue
+                    ci_key = key.replace("_rate", "_ci")
+                    cis = [h.get(ci_key) for h in history if h.get(key) is not None]
+                    if all(ci is not None for ci in cis):
+                        xs, ys = zip(*points)
+                        err = [
+                            [y - 100 * lo for y, (lo, _) in zip(ys, cis)],
+                            [100 * hi - y for y, (_, hi) in zip(ys, cis)],
+                        ]
+                        ax.errorbar(
+                            xs, ys, yerr=err, fmt=style, color=color, marker="o", capsize=3, label=label
+                        )
+                    else:
+                        ax.plot(*zip(*points), style, color=color, marker="o", label=label)
+                where = f"{n} held-out problems, 95% intervals" if n else "held-out problems"
+                ax.set_title(f"{title}: the model on {where}")
+            else:
+                for key, (label, color) in candidates.items():
+                    raw, avg = series(key), series(f"{key}_avg")
+                    if not raw:
+                        continue
+                    if avg:  # the trend, over faint raw points
+                        ax.plot(*zip(*raw), "o", color=color, alpha=0.25, markersize=3 if dense else 5)
+                        ax.plot(*zip(*avg), "-", color=color, label=f"{label}, moving average")
+                    else:
+                        ax.plot(
+                            *zip(*raw),
+                            "-",
+                            color=color,
+                            marker="o",
+                            markersize=3 if dense else 6,
+                            label=label,
+                        )
+                ax.set_title(f"{title}: the candidates of each update" if has_heldout else title)
+            ax.set_ylim(-3, 103)
+            if dense:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            else:
+                ax.set_xticks(steps)
+            ax.set_xlabel(x_label)
+            ax.set_ylabel("rate (%)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     return path
 
 

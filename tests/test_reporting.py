@@ -101,5 +101,17 @@ def test_rl_plot_is_per_update_and_shows_the_faster_than_target_rates(tmp_path):
     svg = (tmp_path / "curve.svg").read_text()
     assert "RL update (optimizer step)" in svg and "faster than target (held-out)" in svg
     assert "faster than target (candidates)" not in svg  # every candidate point was None
+    # Held-out panel first, with its intervals and size; candidates below, as a moving average over raw points.
+    smoothed = [
+        {**h, "pass_rate_avg": 0.45, "eval_beats_target_ci": [0.05, 0.3], "eval_n": 320} if "eval_n" not in h else h
+        for h in history
+    ]
+    smoothed[0] = {"step": 0, "epoch": 0.0, "eval_beats_target_rate": 0.1, "eval_beats_target_ci": [0.05, 0.3],
+                   "eval_n": 320}  # fmt: skip
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        plot_rl_curves(smoothed, str(tmp_path / "smoothed.svg"))
+    svg = (tmp_path / "smoothed.svg").read_text()
+    assert svg.index("320 held-out problems, 95% intervals") < svg.index("the candidates of each update")
+    assert "pass (candidates), moving average" in svg
     old = (tmp_path / "pass.svg").read_text()
     assert "RL step (one regeneration pass)" in old and "faster than target (candidates)" in old

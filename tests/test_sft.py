@@ -130,6 +130,18 @@ def test_rl_curve_is_per_update_and_joins_candidate_rates_with_held_out_points()
         0.4
     )
     assert [h["epoch"] for h in history] == [0.0, 0.0, 0.25, 0.5]  # when each update's candidates were made
+    # The candidates' trailing moving average, skipping missing rates; the start point has no candidates.
+    assert "pass_rate_avg" not in history[0]
+    assert [h["pass_rate_avg"] for h in history[1:]] == pytest.approx([0.1, 0.25, 0.4])
+    assert [h["beats_target_rate_avg"] for h in history[1:]] == [None, pytest.approx(0.2), pytest.approx(0.2)]
+    assert [h["pass_rate_avg"] for h in curve.history(log, window=2)[1:]] == pytest.approx([0.1, 0.25, 0.55])
+    with pytest.raises(ValueError, match="window"):
+        curve.history(log, window=0)
+    # Points judged after training join the curve at their update, over what an evaluation recorded there.
+    curve.add_heldout({3: {"eval_pass_rate": 0.5, "eval_pass_ci": [0.3, 0.7], "eval_n": 20}})
+    last = curve.history(log)[-1]
+    assert (last["eval_pass_rate"], last["eval_pass_ci"], last["eval_n"]) == (0.5, [0.3, 0.7], 20)
+    assert last["eval_compile_rate"] == pytest.approx(0.9)  # kept from the evaluation at update 3
 
 
 def test_finetune_trains_a_folder_like_the_run_and_saves_it(train, tmp_path):

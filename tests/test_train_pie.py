@@ -122,7 +122,13 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
     # Per update: the start model, then 4 prompts / batches of 2 = 2 updates, evaluated after the pass.
     assert [h["step"] for h in curve] == [0, 1, 2]
     assert {"eval_pass_rate", "eval_compile_rate", "eval_beats_target_rate"} <= set(curve[0])
+    # Held-out points judged after training, with intervals that contain them.
+    lo, hi = curve[0]["eval_pass_ci"]
+    assert curve[0]["eval_n"] == 3 and lo <= curve[0]["eval_pass_rate"] <= hi
     assert {"pass_rate", "truncation_rate", "degenerate_rate", "groups_without_signal"} <= set(curve[1])
+    # The candidates' moving average: the first point's is the point itself, the next averages the two.
+    assert curve[1]["pass_rate_avg"] == curve[1]["pass_rate"]
+    assert curve[2]["pass_rate_avg"] == pytest.approx((curve[1]["pass_rate"] + curve[2]["pass_rate"]) / 2)
     assert "eval_pass_rate" not in curve[1] and "eval_pass_rate" in curve[2]
     assert curve[1]["beats_target_rate"] is None  # tests-only prompts: no target to beat
     assert results["sft_loss"] and all(h["loss"] > 0 for h in results["sft_loss"])
@@ -270,3 +276,41 @@ def test_adapt_preset_runs_end_to_end_on_a_tiny_pie(tmp_path):
     table = (out / "results.md").read_text()
     assert "PIE's adaptation half, tests only" in table and "gave any ranking signal" in table
     assert "## Per family" not in table and table.strip() in proc.stdout
+
+
+ABLATION = SCRIPT.parent / "rl_ablation.py"
+
+
+@pytest.mark.slow
+def test_rl_ablation_trains_each_lever_for_its_budget_and_pairs_it_with_the_start_and_a_reference(tmp_path):
+    out = tmp_path / "ablation"
+    args = [
+        "--levers", "tune on faster only", "--rl_seconds", "1", "--n_per_family", "4", "--rl_prompts", "4",
+        "--max_eval", "3", "--per_device_train_batch_size", "2", "--max_completion_length", "48",
+        "--disable_tqdm", "true", "--reference", str(tmp_path / "reference.json"),
+    ]  # fmt: skip
+    reference = {"outcomes": {"SFT + RRHF (a committed arm)": []}}
+    (tmp_path / "reference.json").write_text(json.dumps(reference))
+    _launch(out, script=ABLATION, args=args, accelerate=False)
+    result = json.loads((out / "rl_ablation.json").read_text())
+    rows = {row["lever"]: row for row in result["rows"]}
+    assert list(rows) == ["bundled checkpoint", "tune on faster only"]
+    lever = rows["tune on faster only"]
+    assert lever["overrides"] == {"tuning_min_reward": 2.0} and lever["updates"] >= 1  # the budget ends it
+    assert lever["n"] == 3 and lever["vs_start"]["beats_p"] <= 1 and "vs_compare_defaults" not in lever
+    assert lever["vs_reference"]["beats_only_a"] == lever["vs_reference"]["beats_only_b"] == 0  # no shared problem
+    ids = [o["problem_id"] for o in result["outcomes"]["bundled checkpoint"]]
+    assert ids == [o["problem_id"] for o in result["outcomes"]["tune on faster only"]]
+    # A second run resumes: the trained lever is kept, judged again, not retrained.
+    trained = (out / "tune-on-faster-only" / "lever.json").read_text()
+    proc = _launch(out, script=ABLATION, args=[*args, "--max_eval", "1"], accelerate=False)
+    assert "updates in" not in proc.stdout and (out / "tune-on-faster-only" / "lever.json").read_text() == trained
+
+
+def test_rl_ablation_names_an_unknown_lever(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import rl_ablation
+
+    monkeypatch.setattr(sys, "argv", ["rl_ablation.py", "--levers", "compare defaults,more magic"])
+    with pytest.raises(ValueError, match=r"unknown \['more magic'\]"):
+        rl_ablation.parse_args()

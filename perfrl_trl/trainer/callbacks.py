@@ -165,8 +165,17 @@ class RLCurve(TrainerCallback):
         "eval_beats_target_rate": "eval_beats_target_rate",
     }
 
+    # Candidate rates that `history` also smooths (``{rate}_avg``): one update's batch is a handful of prompts,
+    # so its rates jump with the prompts drawn; the moving average shows the trend under that noise.
+    SMOOTHED: ClassVar[tuple[str, ...]] = ("compile_rate", "pass_rate", "opt_rate", "beats_target_rate")
+
     def __init__(self):
         self.points: dict[int, dict[str, float]] = {}
+
+    def add_heldout(self, points: dict[int, dict]) -> None:
+        """Record held-out points judged outside training (`perfrl_trl.comparison.heldout_curve`), by update."""
+        for step, point in points.items():
+            self.points[int(step)] = {**self.points.get(int(step), {}), **point}
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not metrics or "eval_percent_passed" not in metrics:
@@ -177,7 +186,7 @@ class RLCurve(TrainerCallback):
                 point[name] = metrics[key] / 100 if key.startswith("eval_percent") else metrics[key]
         self.points[state.global_step] = point
 
-    def history(self, candidate_log: list[dict[str, float]]) -> list[dict]:
+    def history(self, candidate_log: list[dict[str, float]], window: int = 8) -> list[dict]:
         """One point per update that has candidates or an evaluation, in update order.
 
         A point holds ``step``; ``epoch``, the trainer's epoch counter when the update's candidates were made
@@ -186,9 +195,12 @@ class RLCurve(TrainerCallback):
         rate); and the held-out rates of an evaluation right after the update. Step 0, when evaluated, is the
         model before training.
 
+        Each rate of `SMOOTHED` also gets ``{rate}_avg``, its trailing moving average over `window` points.
+
         Args:
             candidate_log: `RRHFTrainer.candidate_log`: dicts with ``step`` (the 1-based update they fed),
                 ``epoch`` and rates.
+            window: Points in each moving average.
         """
         by_step: dict[int, list[dict]] = {}
         for entry in candidate_log:
@@ -208,7 +220,29 @@ class RLCurve(TrainerCallback):
                     point[key] = sum(values) / len(values) if values else None
             point.update(evaluated)
             out.append(point)
+        for key in self.SMOOTHED:
+            for point, avg in zip(out, moving_average([p.get(key) for p in out], window)):
+                if key in point:
+                    point[f"{key}_avg"] = avg
         return out
+
+
+def moving_average(values: list[float | None], window: int) -> list[float | None]:
+    """Trailing mean of each value and the `window - 1` before it, skipping `None` (a `None` where all are).
+
+    Example:
+        ```python
+        >>> moving_average([1.0, None, 3.0, 5.0], 2)
+        [1.0, 1.0, 3.0, 4.0]
+        ```
+    """
+    if window < 1:
+        raise ValueError(f"moving_average: window must be >= 1, got {window!r}")
+    out = []
+    for i in range(len(values)):
+        seen = [v for v in values[max(0, i - window + 1) : i + 1] if v is not None]
+        out.append(sum(seen) / len(seen) if seen else None)
+    return out
 
 
 def rl_eval_schedule(
