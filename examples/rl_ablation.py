@@ -149,6 +149,34 @@ def reference_outcomes(path: str | None) -> tuple[str, dict[str, dict]] | None:
     return arm, {o["problem_id"]: o for o in outcomes[arm]}
 
 
+def plot_levers(rows: list[dict], path: str) -> str:
+    """Each lever's faster-than-target share with its 95% interval, and its pass rate, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row["lever"] for row in rows]
+    share = [row["beats_target_share"] for row in rows]
+    low = [s - row["beats_target_ci"][0] for s, row in zip(share, rows)]
+    high = [row["beats_target_ci"][1] - s for s, row in zip(share, rows)]
+    fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(rows) + 1.6), dpi=120)
+    y = list(range(len(rows)))[::-1]
+    ax.errorbar(
+        share, y, xerr=[low, high], fmt="o", color="C3", capsize=3, label="faster than target (95% CI)"
+    )
+    ax.plot([row["pass_rate"] for row in rows], y, "s", color="C0", label="pass")
+    ax.set_yticks(y, names)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"% of {rows[0]['n']} held-out problems")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="center")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main():
     args, config = parse_args()
     seed = config.seed if config.data_seed is None else config.data_seed
@@ -223,7 +251,8 @@ def main():
             fh,
             indent=1,
         )
-    print(f"wrote {out}")
+    plot_levers(rows, os.path.join(config.output_dir, "rl_ablation.png"))
+    print(f"wrote {out} and rl_ablation.png")
 
 
 if __name__ == "__main__":
