@@ -390,6 +390,7 @@ def write_report(
                     beats_target_share=100 * b["share"], beats_target_share_ci=[100 * lo, 100 * hi]
                 )
     tests = paired_tests(evals[rrhf_name], evals[SFT_ONLY])
+    vs_start = paired_tests(evals[rrhf_name], evals[start.name])
     endpoint = speedup_endpoint(evals[rrhf_name], evals[SFT_ONLY])
     notes = [
         f"Held-out: {sizes['test']} problems ({script.dataset}, test split); 95% intervals in brackets "
@@ -448,6 +449,12 @@ def write_report(
             f"marginal targets p = {tests['beats_partial_p']:.3g} ({tests['beats_partial_only_a']} vs "
             f"{tests['beats_partial_only_b']})."
         )
+        notes.append(
+            f"RRHF vs the {start.name} it started from, exact McNemar: faster than target p = "
+            f"{vs_start['beats_p']:.3g} ({vs_start['beats_only_a']} by RRHF only, {vs_start['beats_only_b']} by "
+            f"the {start.name} only); pass p = {vs_start['pass_p']:.3g} ({vs_start['pass_only_a']} vs "
+            f"{vs_start['pass_only_b']})."
+        )
     notes.append(
         f"Speed-up per problem (a failure counts as 1.0, the slow program kept): geometric mean "
         f"{endpoint['geomean_speedup_a']:.3f}x for RRHF, {endpoint['geomean_speedup_b']:.3f}x for SFT only; "
@@ -486,6 +493,7 @@ def write_report(
             "cost": config.execution_config_kwargs().get("cost", "cpu_time"),
             "data": sizes,
             "paired_tests": tests,
+            "paired_tests_vs_start": vs_start,
             "beats_target": beats,
             "speedup_endpoint": endpoint,
             "per_family": family_rows,

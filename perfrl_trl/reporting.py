@@ -312,7 +312,7 @@ def plot_rl_curves(
             ax.set_xlabel(x_label)
             ax.set_ylabel("rate (%)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="best", framealpha=0.6)
     return path
 
 

@@ -113,6 +113,8 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
     ids = [o["problem_id"] for o in results["outcomes"]["SFT only (same compute)"]]
     assert len(ids) == 3 and ids == [o["problem_id"] for o in results["outcomes"][RRHF]]
     assert {"pass_p", "opt_p", "beats_p", "beats_partial_p", "beats_only_a"} <= set(results["paired_tests"])
+    assert {"pass_p", "beats_p", "beats_only_b"} <= set(results["paired_tests_vs_start"])
+    assert "RRHF vs the SFT (stage 1) it started from, exact McNemar" in table
     assert results["speedup_endpoint"]["n"] == 3 and 0 < results["speedup_endpoint"]["wilcoxon_p"] <= 1
 
     for png in ("rl_curves.png", "sft_loss.png"):
