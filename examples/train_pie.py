@@ -1,6 +1,6 @@
 """PerfRL, end to end: RRHF against SFT-only at equal wall time, from the same model, on held-out problems.
 
-    accelerate launch examples/train_pie.py                     # default: from the bundled checkpoint, ~5 min
+    accelerate launch examples/train_pie.py                     # default: from the bundled checkpoint, ~6 min
     accelerate launch examples/train_pie.py --preset compare    # the same on >= 500 held-out problems
     accelerate launch examples/train_pie.py --preset scratch    # from a randomly initialised model: SFT first
     accelerate launch examples/train_pie.py --preset adapt      # RL on PIE's adaptation half, tests only,
