@@ -5,7 +5,8 @@
 - [`BudgetProgress`]: the progress bar of a run bounded by time and steps, whichever ends it first.
 - [`RLCurve`]: records the held-out rates of each evaluation by optimizer update and joins them with the
   trainer's per-update candidate rates into the paper's Fig. 2 curve (see
-  `perfrl_trl.reporting.plot_rl_curves`).
+  `perfrl_trl.reporting.plot_rl_curves`), with held-out points judged after training added by `add_heldout`
+  and the candidates' rates smoothed by [`moving_average`].
 """
 
 from __future__ import annotations
