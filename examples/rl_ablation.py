@@ -19,6 +19,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from trl import TrlParser
 
@@ -33,6 +34,8 @@ from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 from perfrl_trl.trainer.callbacks import BudgetProgress, RLCurve, WallClockBudget
 
 START = "bundled checkpoint"
+# The committed compare run (seed 42) whose RRHF arm the levers are paired with by default.
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "results" / "compare-tests-only-s42.json"
 # RRHFConfig overrides of each lever over the compare preset's RRHF arm.
 LEVERS: dict[str, dict] = {
     "compare defaults": {},
@@ -62,8 +65,10 @@ class AblationArguments:
         default=600, metadata={"help": "Held-out problems: the compare preset's first ones."}
     )
     reference: str | None = field(
-        default="docs/results/compare-tests-only-s42.json",
-        metadata={"help": "A `--preset compare` results JSON whose RRHF arm each lever is paired with."},
+        default=str(REFERENCE),
+        metadata={
+            "help": "A `--preset compare` results JSON whose RRHF arm each lever is paired with ('': none)."
+        },
     )
 
     def __post_init__(self):
@@ -140,13 +145,19 @@ def train_lever(name: str, config: RRHFConfig, rl_train, seconds: float) -> tupl
 
 
 def reference_outcomes(path: str | None) -> tuple[str, dict[str, dict]] | None:
-    """The committed compare run's RRHF arm, per problem id."""
-    if not path or not os.path.exists(path):
+    """The committed compare run's RRHF arm, per problem id (None without `--reference`)."""
+    if not path:
         return None
-    with open(path) as fh:
-        outcomes = json.load(fh)["outcomes"]
-    arm = next(name for name in outcomes if "RRHF" in name)
-    return arm, {o["problem_id"]: o for o in outcomes[arm]}
+    try:
+        with open(path) as fh:
+            outcomes = json.load(fh)["outcomes"]
+        arm = next(name for name in outcomes if "RRHF" in name)
+        return arm, {o["problem_id"]: o for o in outcomes[arm]}
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as e:
+        raise SystemExit(
+            f"--reference {path}: not a `--preset compare` results JSON with an RRHF arm's outcomes "
+            f"({type(e).__name__}: {e}); pass --reference '' to pair with none"
+        ) from None
 
 
 def plot_levers(rows: list[dict], path: str) -> str:
@@ -200,6 +211,10 @@ def main():
     base = evals.get("compare defaults")
     for name in models:
         share = beats_target_share(evals[name], kinds=None)
+        if not share["n"]:
+            raise SystemExit(
+                f"no held-out problem's target passed, so no lever can be ranked ({len(test)} judged)"
+            )
         lo, hi = wilson_interval(share["beats"], share["n"])
         row = {
             "lever": name,

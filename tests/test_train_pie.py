@@ -316,3 +316,9 @@ def test_rl_ablation_names_an_unknown_lever(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["rl_ablation.py", "--levers", "compare defaults,more magic"])
     with pytest.raises(ValueError, match=r"unknown \['more magic'\]"):
         rl_ablation.parse_args()
+    # The default reference is the committed compare run, found from the script wherever it runs from.
+    arm, by_id = rl_ablation.reference_outcomes(str(rl_ablation.REFERENCE))
+    assert "RRHF" in arm and len(by_id) == 507
+    assert rl_ablation.reference_outcomes("") is None
+    with pytest.raises(SystemExit, match=r"--reference nowhere\.json: not a `--preset compare` results JSON"):
+        rl_ablation.reference_outcomes("nowhere.json")
