@@ -30,6 +30,7 @@ from perfrl_trl.comparison import (
     beats_target_share,
     evaluate_models,
     family_table_markdown,
+    heldout_curve,
     paired_tests,
     per_family,
     speedup_endpoint,
@@ -39,7 +40,7 @@ from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.models import BUNDLED_CHECKPOINT
 from perfrl_trl.presets import preset_defaults
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
-from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget, rl_eval_schedule
+from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget, curve_checkpoints, rl_checkpoint_schedule
 
 
 @dataclass
@@ -57,7 +58,9 @@ class VariantArguments:
     )
     rl_prompts: int = field(default=0, metadata={"help": "RL prompts (each pass goes over all of them)."})
     rl_steps: int = field(default=0, metadata={"help": "RRHF passes over the prompts."})
-    rl_eval_points: int | None = field(default=None, metadata={"help": "Held-out points during RRHF."})
+    rl_eval_points: int | None = field(
+        default=None, metadata={"help": "Held-out points: checkpoints saved during RRHF, judged after it."}
+    )
     rrhf_learning_rate: float = field(default=0.0, metadata={"help": "Learning rate of the RRHF stage."})
 
 
@@ -79,7 +82,8 @@ def main():
     _, _, train = tests_only_split(data["train"], variant.tests_only_fraction, variant.rl_prompts, seed)
     val = data["validation"].shuffle(seed=seed).select(range(variant.val_size))
     out = os.path.join(variant.compare_dir, f"variant-{variant.name}")
-    schedule = rl_eval_schedule(
+    # As in train_pie: the curve's checkpoints are judged after training, so the budget pays for training only.
+    schedule = rl_checkpoint_schedule(
         config.per_device_train_batch_size,
         config.gradient_accumulation_steps,
         len(train),
@@ -93,14 +97,13 @@ def main():
     )  # fmt: skip
     curve, budget = RLCurve(), WallClockBudget(seconds)
     trainer = RRHFTrainer(
-        str(BUNDLED_CHECKPOINT),
-        args=rl_config,
-        train_dataset=train,
-        eval_dataset=val,
-        callbacks=[curve, budget],
+        str(BUNDLED_CHECKPOINT), args=rl_config, train_dataset=train, callbacks=[curve, budget]
     )
     trainer.train()
     trainer.save_model(out)
+    PartialState().wait_for_everyone()
+    checkpoints = curve_checkpoints(str(BUNDLED_CHECKPOINT), out, trainer.state.global_step)
+    curve.add_heldout(heldout_curve(checkpoints, val, config))
     print(
         f"RRHF variant {variant.name}: {trainer.state.global_step} updates in {budget.elapsed:.0f}s "
         f"(budget {seconds:.0f}s, the SFT-only arm's)"

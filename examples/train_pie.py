@@ -27,7 +27,6 @@ here says so and exits).
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import sys
 import time
@@ -35,7 +34,6 @@ from dataclasses import dataclass, field
 
 import torch
 from accelerate import PartialState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
@@ -57,7 +55,7 @@ from perfrl_trl.models import BUNDLED_CAUSAL_CHECKPOINT, BUNDLED_CHECKPOINT, Mod
 from perfrl_trl.presets import PRESETS, preset_defaults
 from perfrl_trl.reporting import plot_loss_curves, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
-from perfrl_trl.trainer.callbacks import RLCurve, rl_eval_schedule
+from perfrl_trl.trainer.callbacks import RLCurve, curve_checkpoints, rl_checkpoint_schedule
 from perfrl_trl.trainer.sft import finetune
 
 # The presets (`--preset NAME`, defaults that the command line still overrides) are perfrl_trl/presets.py, which
@@ -285,14 +283,6 @@ def start_model(script, config, model_args, train) -> StartModel:
 
 def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialState):
     """Stage 2: RRHF passes over the RL prompts with candidates the current policy generates; the RL curve."""
-    schedule = rl_eval_schedule(
-        config.per_device_train_batch_size,
-        config.gradient_accumulation_steps,
-        len(rl_train),
-        script.rl_steps,
-        script.rl_eval_points,
-        state.num_processes,
-    )
     # The curve's held-out points are judged after training, from checkpoints saved on the evaluation schedule:
     # the timed stage pays only for training, and the points can use a validation set large enough to show a
     # change of a few points.
@@ -303,10 +293,14 @@ def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialS
         max_steps=-1,
         learning_rate=script.rrhf_learning_rate,
         lr_scheduler_type="constant",
-        eval_strategy="no",
-        save_strategy=schedule["eval_strategy"],
-        save_steps=schedule.get("eval_steps", config.save_steps),
-        save_only_model=True,
+        **rl_checkpoint_schedule(
+            config.per_device_train_batch_size,
+            config.gradient_accumulation_steps,
+            len(rl_train),
+            script.rl_steps,
+            script.rl_eval_points,
+            state.num_processes,
+        ),
     )
     curve = RLCurve()
     trainer = RRHFTrainer(start.path, args=rl_config, train_dataset=rl_train, callbacks=[curve])
@@ -318,9 +312,7 @@ def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialS
         f"stage 2: {trainer.state.global_step} RRHF updates, {_passes(script.rl_steps)} over {len(rl_train)} "
         f"prompts, in {meter.reading.seconds:.0f}s; judging the curve's {len(val)} held-out problems"
     )
-    checkpoints = {0: start.path, trainer.state.global_step: rl_config.output_dir}
-    for folder in glob.glob(os.path.join(rl_config.output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
-        checkpoints.setdefault(int(folder.rsplit("-", 1)[1]), folder)
+    checkpoints = curve_checkpoints(start.path, rl_config.output_dir, trainer.state.global_step)
     curve.add_heldout(heldout_curve(checkpoints, val, config))
     return trainer, meter.reading, curve.history(trainer.candidate_log)
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
 from perfrl_trl.presets import preset_defaults
-from perfrl_trl.trainer.callbacks import rl_eval_schedule
+from perfrl_trl.trainer.callbacks import rl_checkpoint_schedule, rl_eval_schedule
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_pie.py"
 TINY = [
@@ -224,6 +224,13 @@ def test_presets_split_compare_and_default_alike_and_schedule_about_four_held_ou
     }  # fmt: skip
     assert rl_eval_schedule(config.per_device_train_batch_size, config.gradient_accumulation_steps, 30 * 8, 1, 4, 1)["eval_steps"] == 8  # 30 updates: 8, 16, 24, 30
     assert rl_eval_schedule(config.per_device_train_batch_size, config.gradient_accumulation_steps, 512, 2, None, 1) == {"eval_strategy": "epoch"}
+    # The recipes save checkpoints there instead, and judge them after training.
+    assert rl_checkpoint_schedule(8, 1, 512, 1, 4, 1) == {
+        "eval_strategy": "no", "save_strategy": "steps", "save_only_model": True, "save_steps": 16
+    }  # fmt: skip
+    assert rl_checkpoint_schedule(8, 1, 512, 2, None, 1) == {
+        "eval_strategy": "no", "save_strategy": "epoch", "save_only_model": True
+    }  # fmt: skip
     default = preset_defaults("default")
     compare = preset_defaults("compare")
     different = {k for k in compare if compare[k] != default.get(k)}

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import glob
 import math
+import os
 import time
 from typing import ClassVar
 
@@ -19,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 
 def _any_rank(flag: bool) -> bool:
@@ -277,3 +280,41 @@ def rl_eval_schedule(
     batches = math.ceil(n_prompts / (per_device_batch_size * processes))
     updates = passes * math.ceil(batches / gradient_accumulation_steps)
     return {"eval_strategy": "steps", "eval_steps": max(1, math.ceil(updates / points))}
+
+
+def rl_checkpoint_schedule(
+    per_device_batch_size: int,
+    gradient_accumulation_steps: int,
+    n_prompts: int,
+    passes: int,
+    points: int | None,
+    processes: int,
+) -> dict:
+    """``TrainingArguments`` fields that save a checkpoint (the model only) wherever [`rl_eval_schedule`] would
+    evaluate, and evaluate nothing during training: the curve's held-out points are judged afterwards from those
+    checkpoints ([`curve_checkpoints`], `perfrl_trl.comparison.heldout_curve`), so a run's timed training pays
+    for none of them. Arguments as for [`rl_eval_schedule`].
+
+    Example:
+        ```python
+        >>> rl_checkpoint_schedule(8, 1, 512, 1, 4, 1)
+        {'eval_strategy': 'no', 'save_strategy': 'steps', 'save_only_model': True, 'save_steps': 16}
+        ```
+    """
+    schedule = rl_eval_schedule(
+        per_device_batch_size, gradient_accumulation_steps, n_prompts, passes, points, processes
+    )
+    saved = {"eval_strategy": "no", "save_strategy": schedule["eval_strategy"], "save_only_model": True}
+    if "eval_steps" in schedule:
+        saved["save_steps"] = schedule["eval_steps"]
+    return saved
+
+
+def curve_checkpoints(start: str, output_dir: str, last_step: int) -> dict[int, str]:
+    """The models of an RL curve by optimizer update: the start (update 0), the checkpoints a run saved in
+    `output_dir` under [`rl_checkpoint_schedule`], and the final model saved in `output_dir` itself (`last_step`).
+    """
+    checkpoints = {0: start, last_step: output_dir}
+    for folder in glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
+        checkpoints.setdefault(int(folder.rsplit("-", 1)[1]), folder)
+    return checkpoints
