@@ -6,6 +6,7 @@
     accelerate launch examples/train_pie.py --preset adapt      # RL on PIE's adaptation half, tests only,
                                                                 # judged on its evaluation half (../shared/pie)
     accelerate launch examples/train_pie.py --model_name_or_path bundled-causal   # the bundled decoder-only model
+    accelerate launch examples/train_pie.py --preset grpo       # RRHF against TRL's GRPO, from bundled-causal
     accelerate launch examples/train_pie.py --model_name_or_path Salesforce/codet5-small \
         --dataset pie --pie_dir ../shared/pie --preset paper     # the paper's setting, on a GPU box
     python examples/train_pie.py --config my_run.yaml            # any flag can also come from YAML
@@ -18,7 +19,8 @@ rows, so candidates are ranked by the tests and the timing alone; `--rl_steps` p
 split), with candidates the current policy generates and held-out points on the way; 2b. "SFT only" continues
 SFT on the labelled part from the same model for the same wall-clock time as stage 2 (with `--dataset
 pie`, the RL prompts are the slow programs of PIE's adaptation half with their tests, and the labelled
-part is the synthetic data: the bundled benchmark); 3. the start model, both
+part is the synthetic data: the bundled benchmark); 2c. with `--grpo`, TRL's GRPOTrainer on the RL prompts with
+the unit-test reward, from the same model, for the same wall-clock time; 3. the start model, both
 arms and the dataset's own targets are judged on the same held-out problems, with paired tests; 4. the report.
 The bundled checkpoint itself comes from another recipe, examples/pretrain_checkpoint.py (`--preset pretrain`
 here says so and exits).
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 
 import torch
 from accelerate import PartialState
+from transformers import AutoConfig
 from trl import TrlParser
 
 from perfrl_trl.comparison import (
@@ -53,9 +56,10 @@ from perfrl_trl.energy import EnergyMeter, EnergyReading
 from perfrl_trl.metrics.intervals import wilson_interval
 from perfrl_trl.models import BUNDLED_CAUSAL_CHECKPOINT, BUNDLED_CHECKPOINT, ModelArguments
 from perfrl_trl.presets import PRESETS, preset_defaults
-from perfrl_trl.reporting import plot_loss_curves, plot_rl_curves, write_results
+from perfrl_trl.reporting import plot_loss_curves, plot_rl_arms, plot_rl_curves, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 from perfrl_trl.trainer.callbacks import RLCurve, curve_checkpoints, rl_checkpoint_schedule
+from perfrl_trl.trainer.grpo import train_grpo
 from perfrl_trl.trainer.sft import finetune
 
 # The presets (`--preset NAME`, defaults that the command line still overrides) are perfrl_trl/presets.py, which
@@ -130,7 +134,17 @@ class ScriptArguments:
             "judged after it, outside the timed budget."
         },
     )
-    rrhf_learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of stages 2 and 2b."})
+    rrhf_learning_rate: float = field(
+        default=5e-5, metadata={"help": "Learning rate of stages 2, 2b and 2c (RRHF, SFT only, GRPO)."}
+    )
+    grpo: bool = field(
+        default=False,
+        metadata={
+            "help": "Stage 2c: also train a GRPO arm (TRL's GRPOTrainer with the unit-test reward, graded within "
+            "R4) on the same RL prompts, from the same start, with as many completions per prompt and the RRHF "
+            "arm's wall time. Needs a causal start model (--model_name_or_path bundled-causal)."
+        },
+    )
     max_eval: int = field(default=78, metadata={"help": "Held-out problems evaluated (test split)."})
 
     def __post_init__(self):
@@ -317,6 +331,52 @@ def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialS
     return trainer, meter.reading, curve.history(trainer.candidate_log)
 
 
+@dataclass
+class GRPOArm:
+    """Stage 2c's result: the row name, the trained model's folder, its energy and its RL curve."""
+
+    name: str
+    path: str
+    energy: EnergyReading
+    history: list[dict]
+
+
+def grpo_stage(script, config, start: StartModel, rl_train, val, seconds: float, history, state) -> GRPOArm:
+    """Stage 2c: TRL's GRPOTrainer on the RRHF arm's prompts, from its start, for its wall time; its curve is
+    judged like RRHF's, from checkpoints saved on the same schedule (the start's point is RRHF's update 0)."""
+    out = os.path.join(config.output_dir, "grpo")
+    schedule = rl_checkpoint_schedule(
+        config.per_device_train_batch_size,
+        config.gradient_accumulation_steps,
+        len(rl_train),
+        script.rl_steps,
+        script.rl_eval_points,
+        state.num_processes,
+    )
+    if schedule["save_strategy"] == "epoch":  # GRPO's passes are the budget's, not --rl_steps
+        schedule["save_strategy"] = "no"
+    try:
+        with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
+            trainer, reward = train_grpo(
+                start.path, config, rl_train, seconds, script.rrhf_learning_rate, out, **schedule
+            )
+    except ValueError as e:  # an encoder-decoder start
+        sys.exit(f"--grpo: {e}")
+    trainer.save_model(out)
+    state.wait_for_everyone()
+    steps = trainer.state.global_step
+    print(f"stage 2c: {steps} GRPO updates in {meter.reading.seconds:.0f}s; judging its curve")
+    checkpoints = curve_checkpoints(start.path, out, steps)
+    del checkpoints[0]
+    curve = RLCurve()
+    curve.add_heldout({0: {k: v for k, v in history[0].items() if k.startswith("eval_")}})
+    curve.add_heldout(heldout_curve(checkpoints, val, config))
+    name = f"SFT + GRPO ({len(rl_train)} tests-only prompts, same wall time)"
+    if script.dataset == "pie":
+        name = f"SFT + GRPO ({len(rl_train)} PIE adaptation programs, tests only, same wall time)"
+    return GRPOArm(name, out, meter.reading, curve.history(reward.log))
+
+
 def _passes(n: int) -> str:
     return f"{n} pass" if n == 1 else f"{n} passes"
 
@@ -351,14 +411,25 @@ def write_report(
     sizes,
     started: float,
     loads: dict[str, tuple[float, float, float]] | None = None,
+    grpo: GRPOArm | None = None,
 ):
     """Results: rows with training cost, paired tests, notes, the per-family table; the RL and SFT-loss plots.
 
     `loads` is the machine's load average (1, 5, 15 minutes) at the end of each arm, as a check that the arms
-    shared the machine alike."""
+    shared the machine alike. `grpo`: stage 2c's arm, paired with each of the others."""
     out = config.output_dir
     rows = {name: e.summary for name, e in evals.items()}
-    for name, arm in ((SFT_ONLY, sft_only_energy), (rrhf_name, rl_energy)):
+    arms = [(SFT_ONLY, sft_only_energy), (rrhf_name, rl_energy)] + (
+        [(grpo.name, grpo.energy)] if grpo else []
+    )
+    per_update = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    per_update *= (config.num_random_samples + config.num_greedy_samples) * max(1, config.world_size)
+    updates = {rrhf_name: sum(h.get("pass_rate") is not None for h in history)}
+    if grpo:
+        updates[grpo.name] = sum(h.get("pass_rate") is not None for h in grpo.history)
+    for name, n in updates.items():
+        rows[name]["candidates_judged"] = n * per_update
+    for name, arm in arms:
         first = start.energy.seconds if start.energy else 0.0
         rows[name].update(
             train_time_s=first + arm.seconds,
@@ -428,7 +499,7 @@ def write_report(
             "'faster than target %': share of the problems whose dataset target passed where the model's "
             f"program was faster than that target by the margin ({config.speedup_margin})."
         )
-        for name in (SFT_ONLY, rrhf_name):
+        for name in (SFT_ONLY, rrhf_name, *([grpo.name] if grpo else [])):
             a, p = beats[name]["all"], beats[name]["partial"]
             notes.append(
                 f"{name}: faster than the dataset's target on {a['beats']} of {a['n']} problems "
@@ -466,6 +537,36 @@ def write_report(
             f"RL curve on {sizes['validation']} validation problems, judged after training from checkpoints "
             f"saved along it (rl_curves.png; 95% Wilson intervals): {points}."
         )
+    grpo_tests = {}
+    if grpo:
+        grpo_tests = {
+            "paired_tests_rrhf_vs_grpo": paired_tests(evals[rrhf_name], evals[grpo.name]),
+            "paired_tests_grpo_vs_sft_only": paired_tests(evals[grpo.name], evals[SFT_ONLY]),
+            "paired_tests_grpo_vs_start": paired_tests(evals[grpo.name], evals[start.name]),
+            "speedup_endpoint_rrhf_vs_grpo": speedup_endpoint(evals[rrhf_name], evals[grpo.name]),
+            "speedup_endpoint_grpo_vs_sft_only": speedup_endpoint(evals[grpo.name], evals[SFT_ONLY]),
+        }
+        notes.append(
+            f"'{grpo.name}': TRL's GRPOTrainer from the {start.name}, with the unit-test reward (the same tiers "
+            "and margin, graded by speed-up within R4), on the RRHF arm's prompts with as many completions per "
+            "prompt (all sampled), for the RRHF arm's wall time "
+            f"({grpo.energy.seconds:.0f}s, {rows[grpo.name]['candidates_judged']} candidates judged)."
+        )
+        for label, key in (
+            ("RRHF vs GRPO", "paired_tests_rrhf_vs_grpo"),
+            ("GRPO vs SFT only", "paired_tests_grpo_vs_sft_only"),
+            (f"GRPO vs the {start.name}", "paired_tests_grpo_vs_start"),
+        ):
+            t = grpo_tests[key]
+            notes.append(
+                f"{label}, exact McNemar: faster than target p = {t['beats_p']:.3g} ({t['beats_only_a']} vs "
+                f"{t['beats_only_b']}); pass p = {t['pass_p']:.3g} ({t['pass_only_a']} vs {t['pass_only_b']})."
+            )
+        e = grpo_tests["speedup_endpoint_rrhf_vs_grpo"]
+        notes.append(
+            f"Speed-up per problem, RRHF vs GRPO: geometric mean {e['geomean_speedup_a']:.3f}x vs "
+            f"{e['geomean_speedup_b']:.3f}x; Wilcoxon signed-rank p = {e['wilcoxon_p']:.3g}."
+        )
     if rl_energy.method == "estimate":
         notes.append("Energy and peak power marked * are ESTIMATES (CPU-seconds x 12 W per busy core).")
     if loads:
@@ -475,7 +576,8 @@ def write_report(
             + f" ({os.cpu_count()} CPUs; each arm alone keeps about 2 busy)."
         )
     has_families = any(o.family for o in evals[rrhf_name].outcomes)
-    family_rows = per_family(evals, [SFT_ONLY, rrhf_name]) if has_families else []
+    compared = [SFT_ONLY, rrhf_name] + ([grpo.name] if grpo else [])
+    family_rows = per_family(evals, compared) if has_families else []
     json_path, md_path = write_results(
         os.path.join(out, "results"),
         rows,
@@ -495,6 +597,8 @@ def write_report(
             "sft_only_loss": sft_only.losses,
             "wall_time_s": time.monotonic() - started,
             "machine_load": loads,
+            **grpo_tests,
+            **({"grpo_rl_curve": grpo.history} if grpo else {}),
         },
     )
     if family_rows:
@@ -503,6 +607,8 @@ def write_report(
                 "\n## Per family (pass and %OPT, percent)\n\n" + family_table_markdown(family_rows) + "\n"
             )
     plot_rl_curves(history, os.path.join(out, "rl_curves.png"))
+    if grpo:
+        plot_rl_arms({"RRHF": history, "GRPO": grpo.history}, os.path.join(out, "rl_arms.png"))
     continued = [{**p, "step": p["step"] + start.steps} for p in sft_only.losses]
     plot_loss_curves(
         {"stage 1: SFT": start.losses, "stage 2b: SFT only (continued)": continued},
@@ -523,6 +629,11 @@ def main():
 
     # stage 1. the start model: the bundled checkpoint, a given one, or a new model fine-tuned here
     start = start_model(script, config, model_args, labelled)
+    if script.grpo and AutoConfig.from_pretrained(start.path).is_encoder_decoder:
+        sys.exit(
+            f"--grpo needs a causal start model (TRL's GRPOTrainer takes no encoder-decoder), and {start.path} is "
+            "one; add --model_name_or_path bundled-causal (or your own causal LM)"
+        )
 
     # stage 2. RRHF over the RL prompts with freshly generated candidates, held-out points on the way
     trainer, rl_energy, history = rrhf_stage(script, config, start, rl_train, val, state)
@@ -544,13 +655,17 @@ def main():
     )
     loads[SFT_ONLY] = os.getloadavg()
 
-    # stage 3. the start model, both arms and the dataset's targets, judged together on the same held-out problems
-    evals = evaluate_models(
-        {start.name: start.path, SFT_ONLY: sft_only_dir, rrhf_name: trainer.args.output_dir},
-        test,
-        config,
-        compare_to_target=script.dataset in ("bench", "pie"),
-    )
+    # stage 2c. GRPO on the same prompts, from the same model, for the same wall-clock time (--grpo)
+    grpo = None
+    if script.grpo:
+        grpo = grpo_stage(script, config, start, rl_train, val, rl_energy.seconds, history, state)
+        loads[grpo.name] = os.getloadavg()
+
+    # stage 3. the start model, the arms and the dataset's targets, judged together on the same held-out problems
+    models = {start.name: start.path, SFT_ONLY: sft_only_dir, rrhf_name: trainer.args.output_dir}
+    if grpo:
+        models[grpo.name] = grpo.path
+    evals = evaluate_models(models, test, config, compare_to_target=script.dataset in ("bench", "pie"))
     if not state.is_main_process:
         return
 
@@ -568,6 +683,7 @@ def main():
         sizes,
         started,
         loads,
+        grpo,
     )
     trainer.save_model(os.path.join(out, "final_model"))
     with open(md_path) as fh:

@@ -316,6 +316,66 @@ def plot_rl_curves(
     return path
 
 
+def plot_rl_arms(histories: dict[str, Sequence[dict[str, Any]]], path: str) -> str:
+    """Several RL arms' curves in one PNG, to compare methods: the held-out faster-than-target and pass rates
+    with their intervals (top), and the moving average of the candidates' pass rate (bottom), one colour per
+    arm.
+
+    Args:
+        histories: Arm name to its history, as for [`plot_rl_curves`].
+        path: Where to write the PNG.
+
+    Example:
+        ```python
+        >>> arms = {"RRHF": [{"step": 0, "eval_pass_rate": 0.5}], "GRPO": [{"step": 0, "eval_pass_rate": 0.5}]}
+        >>> plot_rl_arms(arms, "/tmp/rl_arms.png")  # doctest: +SKIP
+        '/tmp/rl_arms.png'
+        ```
+    """
+    with _figure(path, 2) as (top, bottom):
+        n = 0
+        for i, (arm, history) in enumerate(histories.items()):
+            color = f"C{i}"
+            for key, style, label in (
+                ("eval_beats_target_rate", "-", "faster than target"),
+                ("eval_pass_rate", "--", "pass"),
+            ):
+                points = [h for h in history if h.get(key) is not None]
+                if not points:
+                    continue
+                n = max(n, *(h.get("eval_n") or 0 for h in points))
+                xs = [h["step"] for h in points]
+                ys = [100 * h[key] for h in points]
+                cis = [h.get(key.replace("_rate", "_ci")) for h in points]
+                err = None
+                if all(ci is not None for ci in cis):
+                    err = [
+                        [y - 100 * c[0] for y, c in zip(ys, cis)],
+                        [100 * c[1] - y for y, c in zip(ys, cis)],
+                    ]
+                top.errorbar(xs, ys, yerr=err, fmt=style, color=color, marker="o", capsize=3,
+                             label=f"{arm}: {label}")  # fmt: skip
+            raw = [(h["step"], 100 * h["pass_rate"]) for h in history if h.get("pass_rate") is not None]
+            avg = [
+                (h["step"], 100 * h["pass_rate_avg"]) for h in history if h.get("pass_rate_avg") is not None
+            ]
+            if raw:
+                bottom.plot(*zip(*raw), "o", color=color, alpha=0.25, markersize=4)
+            if avg:
+                bottom.plot(*zip(*avg), "-", color=color, label=f"{arm}: pass, moving average")
+        where = f"{n} held-out problems, 95% intervals" if n else "held-out problems"
+        top.set_title(f"RL arms on {where}")
+        bottom.set_title("the candidates of each update")
+        for ax in (top, bottom):
+            ax.set_ylim(-3, 103)
+            ax.set_xlabel("RL update (optimizer step)")
+            ax.set_ylabel("rate (%)")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8, loc="best", framealpha=0.6)
+    return path
+
+
 def plot_loss_curves(
     series: dict[str, Sequence[dict[str, float]]], path: str, title: str = "SFT training loss"
 ) -> str:

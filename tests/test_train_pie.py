@@ -76,14 +76,18 @@ def tiny_pie(root: Path) -> Path:
     return root
 
 
+GRPO = "SFT + GRPO (4 tests-only prompts, same wall time)"
+
+
 @pytest.mark.slow
 def test_train_pie_writes_table_plot_and_model(tmp_path):
+    # A decoder-only model, so that stage 2c (TRL's GRPOTrainer) runs too; the two-process test below runs the T5.
     out = tmp_path / "run"
-    proc = _launch(out, "--num_processes", "1")
+    proc = _launch(out, "--num_processes", "1", extra=["--model_arch", "decoder", "--grpo", "true"])
 
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
-    assert list(rows) == ["SFT (stage 1)", "SFT only (same compute)", RRHF, "dataset target"]
+    assert list(rows) == ["SFT (stage 1)", "SFT only (same compute)", RRHF, GRPO, "dataset target"]
     for row in rows.values():
         for key in (
             "percent_optimized",
@@ -95,7 +99,18 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
             assert key in row and f"{key}_ci" in row
         assert row["n_samples"] == 3
     assert rows["dataset target"]["percent_passed"] == 100  # the judge accepts the dataset's own programs
-    assert rows[RRHF]["energy_kj"] > 0
+    assert rows[RRHF]["energy_kj"] > 0 and rows[GRPO]["energy_kj"] > 0
+    # GRPO had the RRHF arm's wall time (it stops at the first update past it) and judged its own candidates.
+    assert rows[GRPO]["train_time_s"] >= rows[RRHF]["train_time_s"]
+    # Each update: 2 prompts x 3 completions (the tiny preset's 2 samples + the greedy decode RRHF has).
+    assert rows[GRPO]["candidates_judged"] > 0 and rows[GRPO]["candidates_judged"] % 6 == 0
+    grpo_curve = results["grpo_rl_curve"]
+    assert grpo_curve[0]["step"] == 0 and grpo_curve[0] == {**results["rl_curve"][0], **grpo_curve[0]}
+    assert all(0 <= h["pass_rate"] <= 1 for h in grpo_curve[1:] if "pass_rate" in h)
+    assert grpo_curve[-1].get("eval_pass_rate") is not None  # the trained GRPO model, judged
+    for key in ("paired_tests_rrhf_vs_grpo", "paired_tests_grpo_vs_sft_only", "paired_tests_grpo_vs_start"):
+        assert 0 < results[key]["beats_p"] <= 1
+    assert "RRHF vs GRPO, exact McNemar" in (out / "results.md").read_text()
     # Every target passed, so each model has a faster-than-target share over all 3 problems.
     assert all(0 <= rows[name]["beats_target_share"] <= 100 for name in rows if name != "dataset target")
     assert results["beats_target"][RRHF]["all"]["n"] == 3
@@ -117,7 +132,7 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
     assert "RRHF vs the SFT (stage 1) it started from, exact McNemar" in table
     assert results["speedup_endpoint"]["n"] == 3 and 0 < results["speedup_endpoint"]["wilcoxon_p"] <= 1
 
-    for png in ("rl_curves.png", "sft_loss.png"):
+    for png in ("rl_curves.png", "sft_loss.png", "rl_arms.png"):
         with Image.open(out / png) as img:
             assert img.size[0] > 300 and img.size[1] > 200
     curve = results["rl_curve"]
@@ -137,7 +152,7 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
 
     assert (out / "final_model" / "model.safetensors").is_file()
     model, tok = load_model_and_tokenizer(out / "final_model")
-    assert model.config.is_encoder_decoder and tok.pad_token_id is not None
+    assert not model.config.is_encoder_decoder and tok.pad_token_id is not None
 
 
 @pytest.mark.slow
@@ -329,3 +344,26 @@ def test_rl_ablation_names_an_unknown_lever(monkeypatch):
     assert rl_ablation.reference_outcomes("") is None
     with pytest.raises(SystemExit, match=r"--reference nowhere\.json: not a `--preset compare` results JSON"):
         rl_ablation.reference_outcomes("nowhere.json")
+
+
+def test_grpo_preset_starts_both_rl_arms_from_the_bundled_causal_checkpoint_on_the_compare_problems(
+    monkeypatch, tmp_path
+):
+    from perfrl_trl.models import BUNDLED_CAUSAL_CHECKPOINT
+
+    _, script, config, model_args = _parse_train_pie(monkeypatch, tmp_path, "--preset", "grpo")
+    assert script.grpo and model_args.model_name_or_path == str(BUNDLED_CAUSAL_CHECKPOINT)
+    compare = preset_defaults("compare")
+    assert (script.n_per_family, script.max_eval, script.tests_only_fraction) == (
+        compare["n_per_family"], compare["max_eval"], compare["tests_only_fraction"],
+    )  # fmt: skip
+    assert config.num_random_samples + config.num_greedy_samples == 5 and script.rl_prompts == 128
+
+
+def test_grpo_with_an_encoder_decoder_start_stops_before_training(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *TINY, "--grpo", "true", "--sft_steps", "0", "--output_dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "--grpo needs a causal start model" in proc.stderr
+    assert not (tmp_path / "rrhf").exists()
