@@ -62,7 +62,8 @@ class AblationArguments:
         default=512, metadata={"help": "Tests-only prompts each lever draws from, in order."}
     )
     max_eval: int = field(
-        default=600, metadata={"help": "Held-out problems: the compare preset's first ones."}
+        default=preset_defaults("compare")["max_eval"],
+        metadata={"help": "Held-out problems: the compare preset's first ones."},
     )
     reference: str | None = field(
         default=str(REFERENCE),
@@ -194,7 +195,8 @@ def main():
     data = build_benchmark(n_per_family=args.n_per_family, seed=seed)
     _, _, rl_train = tests_only_split(data["train"], args.tests_only_fraction, args.rl_prompts, seed)
     # The compare preset's held-out problems in its order (train_pie.held_out_splits), then a prefix of them.
-    test = data["test"].shuffle(seed=seed).select(range(min(600, len(data["test"]))))
+    compare_eval = preset_defaults("compare")["max_eval"]
+    test = data["test"].shuffle(seed=seed).select(range(min(compare_eval, len(data["test"]))))
     test = test.select(range(min(args.max_eval, len(test))))
     print(
         f"{len(rl_train)} tests-only RL prompts, {len(test)} held-out problems, {args.rl_seconds:.0f}s a lever",
