@@ -20,7 +20,7 @@ split), with candidates the current policy generates and held-out points on the 
 SFT on the labelled part from the same model for the same wall-clock time as stage 2 (with `--dataset
 pie`, the RL prompts are the slow programs of PIE's adaptation half with their tests, and the labelled
 part is the synthetic data: the bundled benchmark); 2c. with `--grpo`, TRL's GRPOTrainer on the RL prompts with
-the unit-test reward, from the same model, for the same wall-clock time; 3. the start model, both
+the unit-test reward, from the same model, for the same wall-clock time; 3. the start model, the
 arms and the dataset's own targets are judged on the same held-out problems, with paired tests; 4. the report.
 The bundled checkpoint itself comes from another recipe, examples/pretrain_checkpoint.py (`--preset pretrain`
 here says so and exits).
@@ -355,13 +355,10 @@ def grpo_stage(script, config, start: StartModel, rl_train, val, seconds: float,
     )
     if schedule["save_strategy"] == "epoch":  # GRPO's passes are the budget's, not --rl_steps
         schedule["save_strategy"] = "no"
-    try:
-        with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
-            trainer, reward = train_grpo(
-                start.path, config, rl_train, seconds, script.rrhf_learning_rate, out, **schedule
-            )
-    except ValueError as e:  # an encoder-decoder start
-        sys.exit(f"--grpo: {e}")
+    with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
+        trainer, reward = train_grpo(
+            start.path, config, rl_train, seconds, script.rrhf_learning_rate, out, **schedule
+        )
     trainer.save_model(out)
     state.wait_for_everyone()
     steps = trainer.state.global_step
@@ -371,10 +368,7 @@ def grpo_stage(script, config, start: StartModel, rl_train, val, seconds: float,
     curve = RLCurve()
     curve.add_heldout({0: {k: v for k, v in history[0].items() if k.startswith("eval_")}})
     curve.add_heldout(heldout_curve(checkpoints, val, config))
-    name = f"SFT + GRPO ({len(rl_train)} tests-only prompts, same wall time)"
-    if script.dataset == "pie":
-        name = f"SFT + GRPO ({len(rl_train)} PIE adaptation programs, tests only, same wall time)"
-    return GRPOArm(name, out, meter.reading, curve.history(reward.log))
+    return GRPOArm(grpo_arm_name(script, len(rl_train)), out, meter.reading, curve.history(reward.log))
 
 
 def _passes(n: int) -> str:
@@ -388,6 +382,15 @@ def rl_arm_name(script: ScriptArguments, n_prompts: int) -> str:
     if script.tests_only_fraction > 0:
         return f"SFT + RRHF ({n_prompts} tests-only prompts, {_passes(script.rl_steps)})"
     return f"SFT + RRHF ({script.rl_steps} steps)"
+
+
+def grpo_arm_name(script: ScriptArguments, n_prompts: int) -> str:
+    """The GRPO arm's row name: its prompts, and the RRHF arm's wall time (its passes follow from that)."""
+    if script.dataset == "pie":
+        return f"SFT + GRPO ({n_prompts} PIE adaptation programs, tests only, same wall time)"
+    if script.tests_only_fraction > 0:
+        return f"SFT + GRPO ({n_prompts} tests-only prompts, same wall time)"
+    return f"SFT + GRPO ({n_prompts} prompts, same wall time)"
 
 
 def _pct(share: float | None) -> str:
@@ -629,11 +632,16 @@ def main():
 
     # stage 1. the start model: the bundled checkpoint, a given one, or a new model fine-tuned here
     start = start_model(script, config, model_args, labelled)
-    if script.grpo and AutoConfig.from_pretrained(start.path).is_encoder_decoder:
-        sys.exit(
-            f"--grpo needs a causal start model (TRL's GRPOTrainer takes no encoder-decoder), and {start.path} is "
-            "one; add --model_name_or_path bundled-causal (or your own causal LM)"
-        )
+    if script.grpo:  # before any arm trains: GRPO's settings that cannot work stop the run now
+        if AutoConfig.from_pretrained(start.path).is_encoder_decoder:
+            sys.exit(
+                f"--grpo needs a causal start model (TRL's GRPOTrainer takes no encoder-decoder), and {start.path} "
+                "is one; add --model_name_or_path bundled-causal (or your own causal LM)"
+            )
+        if config.num_random_samples + config.num_greedy_samples < 2:
+            sys.exit(
+                "--grpo needs at least 2 completions per prompt (num_random_samples + num_greedy_samples)"
+            )
 
     # stage 2. RRHF over the RL prompts with freshly generated candidates, held-out points on the way
     trainer, rl_energy, history = rrhf_stage(script, config, start, rl_train, val, state)

@@ -360,10 +360,19 @@ def test_grpo_preset_starts_both_rl_arms_from_the_bundled_causal_checkpoint_on_t
     assert config.num_random_samples + config.num_greedy_samples == 5 and script.rl_prompts == 128
 
 
-def test_grpo_with_an_encoder_decoder_start_stops_before_training(tmp_path):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ([], "--grpo needs a causal start model"),  # the tiny preset's T5
+        (["--model_arch", "decoder", "--num_random_samples", "1", "--num_greedy_samples", "0"],
+         "--grpo needs at least 2 completions per prompt"),
+    ],
+)  # fmt: skip
+def test_grpo_settings_it_cannot_train_with_stop_the_run_before_any_arm_trains(tmp_path, flags, message):
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *TINY, "--grpo", "true", "--sft_steps", "0", "--output_dir", str(tmp_path)],
+        [sys.executable, str(SCRIPT), *TINY, "--grpo", "true", "--sft_steps", "0", *flags,
+         "--output_dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert proc.returncode != 0 and "--grpo needs a causal start model" in proc.stderr
+    assert proc.returncode != 0 and message in proc.stderr
     assert not (tmp_path / "rrhf").exists()
