@@ -295,6 +295,18 @@ def start_model(script, config, model_args, train) -> StartModel:
     return start
 
 
+def curve_schedule(script, config, n_prompts: int, state: PartialState) -> dict:
+    """Where an RL arm saves the checkpoints of its curve: `--rl_eval_points` points over RRHF's updates."""
+    return rl_checkpoint_schedule(
+        config.per_device_train_batch_size,
+        config.gradient_accumulation_steps,
+        n_prompts,
+        script.rl_steps,
+        script.rl_eval_points,
+        state.num_processes,
+    )
+
+
 def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialState):
     """Stage 2: RRHF passes over the RL prompts with candidates the current policy generates; the RL curve."""
     # The curve's held-out points are judged after training, from checkpoints saved on the evaluation schedule:
@@ -307,14 +319,7 @@ def rrhf_stage(script, config, start: StartModel, rl_train, val, state: PartialS
         max_steps=-1,
         learning_rate=script.rrhf_learning_rate,
         lr_scheduler_type="constant",
-        **rl_checkpoint_schedule(
-            config.per_device_train_batch_size,
-            config.gradient_accumulation_steps,
-            len(rl_train),
-            script.rl_steps,
-            script.rl_eval_points,
-            state.num_processes,
-        ),
+        **curve_schedule(script, config, len(rl_train), state),
     )
     curve = RLCurve()
     trainer = RRHFTrainer(start.path, args=rl_config, train_dataset=rl_train, callbacks=[curve])
@@ -345,14 +350,7 @@ def grpo_stage(script, config, start: StartModel, rl_train, val, seconds: float,
     """Stage 2c: TRL's GRPOTrainer on the RRHF arm's prompts, from its start, for its wall time; its curve is
     judged like RRHF's, from checkpoints saved on the same schedule (the start's point is RRHF's update 0)."""
     out = os.path.join(config.output_dir, "grpo")
-    schedule = rl_checkpoint_schedule(
-        config.per_device_train_batch_size,
-        config.gradient_accumulation_steps,
-        len(rl_train),
-        script.rl_steps,
-        script.rl_eval_points,
-        state.num_processes,
-    )
+    schedule = curve_schedule(script, config, len(rl_train), state)
     if schedule["save_strategy"] == "epoch":  # GRPO's passes are the budget's, not --rl_steps
         schedule["save_strategy"] = "no"
     with EnergyMeter(use_gpu=torch.cuda.is_available()) as meter:
