@@ -318,3 +318,21 @@ def curve_checkpoints(start: str, output_dir: str, last_step: int) -> dict[int, 
     for folder in glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
         checkpoints.setdefault(int(folder.rsplit("-", 1)[1]), folder)
     return checkpoints
+
+
+def add_wall_clock_budget(trainer, seconds: float) -> WallClockBudget:
+    """Bound a built `Trainer` by a wall-clock budget: add a [`WallClockBudget`] and, where the trainer shows the
+    default progress bar, put [`BudgetProgress`] in its place.
+
+    Args:
+        trainer (`transformers.Trainer`): the trainer, before `train()`.
+        seconds (`float`): the budget.
+
+    Returns:
+        The [`WallClockBudget`] (its ``elapsed`` is the time trained).
+    """
+    budget = WallClockBudget(seconds)
+    trainer.add_callback(budget)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BudgetProgress(seconds))
+    return budget

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transformers import ProgressCallback
-
 from ..execution import ExecutionConfig
 from ..rewards import UnitTestRewardFunction
-from .callbacks import UNCAPPED_STEPS, BudgetProgress, WallClockBudget
+from .callbacks import UNCAPPED_STEPS, add_wall_clock_budget
 from .config import RRHFConfig
 
 
@@ -172,16 +170,10 @@ def train_grpo(
         UnitTestRewardFunction(values=config.reward_tier_values, graded=True, execution_config=execution),
         args.num_generations,
     )
-    budget = [WallClockBudget(seconds)] if seconds is not None else []
     trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=reward,
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        callbacks=budget,
+        model=model, reward_funcs=reward, args=args, train_dataset=train_dataset, processing_class=tokenizer
     )
-    if budget and trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(BudgetProgress(seconds))
+    if seconds is not None:
+        add_wall_clock_budget(trainer, seconds)
     trainer.train()
     return trainer, reward

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 import torch
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
-from transformers.trainer_callback import ProgressCallback
 
 from ..collator import SFTCollator
 from ..energy import EnergyMeter, EnergyReading
 from ..execution.cores import torch_threads
 from ..models import load_model_and_tokenizer
-from .callbacks import UNCAPPED_STEPS, BudgetProgress, WallClockBudget
+from .callbacks import UNCAPPED_STEPS, add_wall_clock_budget
 
 if TYPE_CHECKING:
     from .config import RRHFConfig
@@ -206,17 +205,16 @@ def train_with_collator(
     Returns:
         [`SFTResult`].
     """
-    budget = WallClockBudget(seconds) if seconds is not None else None
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[*(callbacks or []), *([budget] if budget else [])],
+        callbacks=callbacks,
     )
-    if budget and trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(BudgetProgress(seconds))
+    if seconds is not None:
+        add_wall_clock_budget(trainer, seconds)
     if args.device.type == "cpu":
         # No sandbox runs during SFT, so the process's whole share of the cores goes to the matrix products.
         threads = torch_threads(sandbox_alongside=False, requested=threads)
