@@ -366,29 +366,24 @@ def grpo_stage(script, config, start: StartModel, rl_train, val, seconds: float,
     curve = RLCurve()
     curve.add_heldout({0: {k: v for k, v in history[0].items() if k.startswith("eval_")}})
     curve.add_heldout(heldout_curve(checkpoints, val, config))
-    return GRPOArm(grpo_arm_name(script, len(rl_train)), out, meter.reading, curve.history(reward.log))
+    return GRPOArm(rl_arm_name(script, len(rl_train), "GRPO"), out, meter.reading, curve.history(reward.log))
 
 
 def _passes(n: int) -> str:
     return f"{n} pass" if n == 1 else f"{n} passes"
 
 
-def rl_arm_name(script: ScriptArguments, n_prompts: int) -> str:
-    """The RRHF arm's row name: how much RL it had, and on what."""
+def rl_arm_name(script: ScriptArguments, n_prompts: int, method: str = "RRHF") -> str:
+    """An RL arm's row name: its method, and how much RL it had on what. RRHF's passes are `--rl_steps`; the GRPO
+    arm's follow from the RRHF arm's wall time, which it is given."""
+    amount = _passes(script.rl_steps) if method == "RRHF" else "same wall time"
     if script.dataset == "pie":
-        return f"SFT + RRHF ({n_prompts} PIE adaptation programs, tests only, {_passes(script.rl_steps)})"
+        return f"SFT + {method} ({n_prompts} PIE adaptation programs, tests only, {amount})"
     if script.tests_only_fraction > 0:
-        return f"SFT + RRHF ({n_prompts} tests-only prompts, {_passes(script.rl_steps)})"
-    return f"SFT + RRHF ({script.rl_steps} steps)"
-
-
-def grpo_arm_name(script: ScriptArguments, n_prompts: int) -> str:
-    """The GRPO arm's row name: its prompts, and the RRHF arm's wall time (its passes follow from that)."""
-    if script.dataset == "pie":
-        return f"SFT + GRPO ({n_prompts} PIE adaptation programs, tests only, same wall time)"
-    if script.tests_only_fraction > 0:
-        return f"SFT + GRPO ({n_prompts} tests-only prompts, same wall time)"
-    return f"SFT + GRPO ({n_prompts} prompts, same wall time)"
+        return f"SFT + {method} ({n_prompts} tests-only prompts, {amount})"
+    if method == "RRHF":
+        return f"SFT + RRHF ({script.rl_steps} steps)"
+    return f"SFT + {method} ({n_prompts} prompts, {amount})"
 
 
 def _pct(share: float | None) -> str:
