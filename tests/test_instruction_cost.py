@@ -1,12 +1,13 @@
 """The instruction-count cost mode: exact counts, start-up left out, the same sandbox, a clear error without valgrind.
 
-Every count here is a real run under valgrind in the real sandbox, at tiny sizes (one counted test costs about
-1.5 s of valgrind start-up); tests that need valgrind skip when it is absent.
+Every count here is a real run under valgrind in the real sandbox, at tiny sizes (each executor's worker pays
+about 1.5 s of valgrind start-up once, for its counting server); tests that need valgrind skip when it is absent.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,50 @@ def test_counts_are_exact_everywhere_and_leave_start_up_out(counting):
     assert 1.9 < double / first < 2.05
 
 
+def _descendants(pid: int) -> list[str]:
+    """The command names of every process below ``pid``."""
+    kids: dict[int, list[int]] = {}
+    names = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    head, tail = fh.read().rsplit(b")", 1)
+            except OSError:
+                continue
+            kids.setdefault(int(tail.split()[1]), []).append(int(entry))
+            names[int(entry)] = head.split(b"(", 1)[1].decode(errors="replace")
+    out, todo = [], [pid]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            out.append(names[kid])
+            todo.append(kid)
+    return out
+
+
+@needs_valgrind
+def test_the_counting_server_outlives_runs_that_fail_and_counts_the_same_after():
+    # One worker keeps one counting server for every counted run: runs that time out, crash or fail must
+    # neither take it down nor change what it counts afterwards.
+    tests = _tests(2000)
+    cfg = ExecutionConfig(cost="instructions", workers=1, count_timeout_s=20)
+    with Executor(cfg) as ex:
+        before = ex.count_instructions(LOOP, tests)
+        worker = ex._pool.workers[0]
+        hang = worker.run("while True:\n    pass\n", [""], count=True)["runs"][0]
+        assert hang["timeout"] and hang["instructions"] is None
+        crash = worker.run("import ctypes\nctypes.string_at(0)\n", [""], count=True)["runs"][0]
+        assert crash["exit"] != 0 and crash["instructions"] is None and "failed" in crash["count_error"]
+        fail = worker.run("raise SystemExit(3)\n", [""], count=True)["runs"][0]
+        assert fail["exit"] == 3 and fail["instructions"] is None
+        assert ex.count_instructions(LOOP, tests) == before
+        assert worker.restarts == 0
+        # Between runs the worker holds its counting server and nothing else: no session outlives its run.
+        below = _descendants(worker.proc.pid)
+        assert sum("valgrind" in name or "memcheck" in name or "cachegrind" in name for name in below) == 1, below
+        assert len(below) <= 3, below  # bwrap's init and the worker (bwrap level), then the server
+
+
 @needs_valgrind
 def test_a_program_against_itself_is_r3_and_a_faster_one_r4(counting):
     tests = _tests(3000)
@@ -127,6 +172,25 @@ def test_a_counted_program_cannot_leave_valgrind_or_the_sandbox(counting):
     assert verdict.passed and verdict.tier == Tier.R3 and verdict.runtime is None
     assert verdict.error is not None and verdict.error.startswith("counting failed")
     assert "Operation not permitted" in verdict.error or "failed" in verdict.error
+
+
+@needs_valgrind
+def test_a_counted_program_cannot_forge_its_count_or_reach_the_counting_server(counting):
+    # Every descriptor it could try (valgrind's log among them), fake reports with its own pid, and a signal to
+    # its parent: none gets through, and the server counts the same afterwards.
+    forger = (
+        "import os\nwrote = []\nfor fd in range(3, 1200):\n    try:\n"
+        "        os.write(fd, b'==%d== I   refs:      1\\n' % os.getpid())\n        wrote.append(fd)\n"
+        "    except OSError:\n        pass\nprint(wrote)\n"
+        "try:\n    os.kill(os.getppid(), 9)\nexcept OSError as exc:\n    print(exc.errno)\n"
+    )
+    tests = _tests(3000)
+    before = counting.count_instructions(LOOP, tests)
+    worker = counting._pool.workers[0]
+    run = worker.run(forger, [""], count=True)["runs"][0]
+    assert run["stdout"] == "[]\n1\n", run  # wrote nowhere; EPERM
+    assert run["instructions"] > 100_000  # a loop over 1197 descriptors, not the forged 1
+    assert counting.count_instructions(LOOP, tests) == before and worker.restarts == 0
 
 
 @needs_valgrind

@@ -1,23 +1,30 @@
-"""Counts the instructions of one run of a program, under valgrind, inside the sandbox (standard library only).
+"""Counts the instructions of a program's runs, under valgrind, inside the sandbox (standard library only).
 
-The sandbox worker's child starts this file as ``valgrind --tool=cachegrind ... python -S -s -B -c <source>
-<settings>`` with the test input on stdin and the program's source on descriptor 3. It is a fresh
-interpreter, so with the hash seed fixed (``PYTHONHASHSEED=0``) every instruction it executes is the same
-from one run to the next, on any machine with the same interpreter and valgrind.
+The sandbox worker starts this file once, as ``valgrind --tool=cachegrind ... python -S -s -B -c <source>
+<settings>``, and keeps it for every counted run after: valgrind's start-up (1-2 s, most of it translating the
+interpreter's own code) is paid once per worker instead of once per run, and code the runs share stays
+translated. It is a fresh interpreter with the hash seed fixed (``PYTHONHASHSEED=0``), so every instruction
+it executes is the same from one start to the next, on any machine with the same interpreter and valgrind.
 
-Only the program's part is counted. Under valgrind a forked child's count includes what its parent had
-executed before the fork, so this process forks twice from the same point: first an empty child (E) that
-exits at once, then the program's child (P). ``count(P) - count(E)`` is the program's own work plus a
-constant (the fork and exit of a child, calibrated on the empty program by the host): interpreter start-up,
-valgrind's, the imports below and the compilation of the program are in both and cancel out.
-
-Both children install the worker's seccomp filter (no new processes, no signals to others, no ptrace, and
-here no ``execve`` either: a program that replaced itself would leave valgrind) before anything else, so the
-program runs under the same restrictions as in the CPU-time mode. This process waits for P and exits as P
-did, so the worker classifies the run as usual.
+Three kinds of process, all under valgrind (which follows forks):
+- the server (this process) waits on a Unix socket for a run's descriptors (test input, stdout, stderr, the
+  program's source, the run's settings), forks a session for it, and reports the session's pid and, once it
+  has reaped it, its exit and CPU time. The server does exactly the same between one fork and the next
+  whatever the runs do (one receive, one fork, two sends, one wait, with the garbage collector off), so every
+  session starts from the same memory;
+- the session applies the run's limits, reads and compiles the program, then forks twice from the same point:
+  first an empty child (E) that exits at once, then the program's child (P). Under valgrind a forked child's
+  count includes what its parents had executed before the fork, so ``count(P) - count(E)`` is the program's
+  own work plus a constant (the fork and exit of a child, calibrated on the empty program by the host): the
+  server's history, the session's set-up and the compilation are in both and cancel out;
+- E and P install the worker's seccomp filter (no new processes, no signals to others, no ptrace, and here no
+  ``execve`` either: a program that replaced itself would leave valgrind) before anything else, so the
+  program runs under the same restrictions as in the CPU-time mode. P closes the socket first: only the
+  session and the server speak on it.
 """
 
 # The same cheap modules the worker preloads: importing them costs a program nothing in either cost mode.
+import array
 import bisect  # noqa: F401
 import builtins
 import collections  # noqa: F401
@@ -31,10 +38,21 @@ import math  # noqa: F401
 import operator  # noqa: F401
 import os
 import re  # noqa: F401
+import resource
 import signal
+import socket
 import string  # noqa: F401
+import struct
 import sys
 import traceback
+
+# One record on the socket: a tag, three integers and a float. "s" (server): a session started, its pid.
+# "p" (session): the empty child's pid, the program's pid and the program's wait status. "d" (server): the
+# session's pid, its wait status, its maximum resident set (kB) and its CPU seconds with its children's.
+RECORD = struct.Struct(">cqqqd")
+SOCKET_FD = 3  # where the worker hands the server its end of the socket
+LOG_FD = 4  # where it hands valgrind the log (``--log-fd=4``)
+N_FDS = 5  # test input, stdout, stderr, source, settings
 
 
 def _install_filter(blob):
@@ -54,6 +72,7 @@ def _install_filter(blob):
 def _program(code_obj, blob):
     """The program's child: filter, then run the program as ``__main__`` (as the worker's ``_child``)."""
     try:
+        os.close(SOCKET_FD)
         if blob:
             _install_filter(blob)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
@@ -101,26 +120,49 @@ def _program(code_obj, blob):
     os._exit(status)
 
 
-def _main(settings):
-    sys.path[:] = settings["path"]
-    blob = bytes.fromhex(settings["filter"])
+def _read_all(fd):
+    """All of a sealed memfd the worker wrote (its offset is at the end), then closed."""
+    os.lseek(fd, 0, os.SEEK_SET)
     chunks = []
     while True:
-        chunk = os.read(3, 1 << 16)
+        chunk = os.read(fd, 1 << 16)
         if not chunk:
             break
         chunks.append(chunk)
-    os.close(3)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _session(sock, fds, blob):
+    """One counted run, in the server's forked child: set up as the worker's run child, then E and P."""
     try:
-        code_obj = compile(b"".join(chunks), "main.py", "exec", dont_inherit=True)
+        stdin_fd, out_w, err_w, src_fd, settings_fd = fds
+        os.setsid()  # the worker kills the run's process group on a timeout; the server is not in it
+        settings = json.loads(_read_all(settings_fd))
+        for name, value in settings["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        # Reopened read-only: the sealed input cannot be changed anyway, but this process holds no handle on
+        # it that could.
+        reopened = os.open(f"/proc/self/fd/{stdin_fd}", os.O_RDONLY)
+        os.dup2(reopened, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        source = _read_all(src_fd)
+        for fd in {reopened, stdin_fd, out_w, err_w} - {0, 1, 2}:
+            os.close(fd)
+        os.chdir(settings["workdir"])
+        code_obj = compile(source, "main.py", "exec", dont_inherit=True)
     except BaseException:
+        try:
+            os.write(fds[2], traceback.format_exc().encode()[-2000:])
+        except BaseException:
+            pass
         os._exit(125)  # the worker compiled it already: this cannot happen for a program that got here
-    # Nothing the program does may reach this process: no /proc/<pid>/fd or mem for its children.
-    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
     gc.collect()
     gc.freeze()
     empty = os.fork()
     if empty == 0:
+        os.close(SOCKET_FD)
         if blob:
             _install_filter(blob)
         os._exit(0)
@@ -129,12 +171,47 @@ def _main(settings):
     if pid == 0:
         _program(code_obj, blob)
     _, wstatus = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(wstatus):
-        sig = os.WTERMSIG(wstatus)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(wstatus) & 0xFF)
+    sock.send(RECORD.pack(b"p", empty, pid, wstatus, 0.0))
+    os._exit(0)
+
+
+def _serve(settings):
+    sys.path[:] = settings["path"]
+    blob = bytes.fromhex(settings["filter"])
+    sock = socket.socket(fileno=SOCKET_FD)
+    # valgrind writes its log through a copy of descriptor 4 kept out of the program's reach; the original is
+    # the program's to write on, so it goes.
+    os.close(LOG_FD)
+    # Nothing a program does may reach this process: no /proc/<pid>/fd or mem for its descendants.
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    gc.collect()
+    gc.disable()  # a collection at one fork and not the next would start those sessions from different memory
+    gc.freeze()
+    room = socket.CMSG_LEN(N_FDS * 4)
+    while True:
+        # recvmsg, not socket.recv_fds: that keeps one more block of memory for every call, so each session
+        # would start from a different heap, and a program's count would drift by a few instructions a run.
+        try:
+            msg, ancillary, _, _ = sock.recvmsg(1, room)
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)  # the worker closed its end
+        fds = array.array("i")
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        if len(fds) != N_FDS:
+            os._exit(1)  # not the worker's message: it sends exactly these
+        pid = os.fork()
+        if pid == 0:
+            _session(sock, fds, blob)
+        for fd in fds:
+            os.close(fd)
+        sock.send(RECORD.pack(b"s", pid, 0, 0, 0.0))
+        _, wstatus, usage = os.wait4(pid, 0)
+        sock.send(RECORD.pack(b"d", pid, wstatus, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
 
 
 if __name__ == "__main__":
-    _main(json.loads(sys.argv[1]))
+    _serve(json.loads(sys.argv[1]))

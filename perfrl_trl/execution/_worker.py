@@ -253,53 +253,161 @@ def _child(code_obj, stdin_fd, out_w, err_w, workdir, limits):
     os._exit(status)
 
 
-def _count_child(stdin_fd, out_w, err_w, src_fd, log_w, workdir, limits):
-    """Runs in the forked child of a counted run: lock it down, then become valgrind on ``_count_runner``.
+# The counting server of this worker (``_count_runner``, under valgrind): started at the first counted run and
+# kept for every one after, so valgrind's start-up is paid once. Its pid, its socket and the read end of its
+# valgrind log.
+_counter = {}
+# Records the server and its sessions send (see _count_runner.RECORD).
+_RECORD = struct.Struct(">cqqqd")
+_counter_failure = ["the counting server did not start"]  # why the last server failed, for the runs it fails
+# Empty runs through a new server before the first count, so the server's own memory has settled into the
+# state it returns to after every run: the first sessions it forks then start like every later one.
+_COUNTER_WARM_UP = 2
 
-    The program itself only starts in the runner's own child, after the seccomp filter is in place there.
+
+def _start_counter(req):
+    """Start the counting server as this process's child, locked down like a run.
+
+    Its descriptors: the socket on 3, valgrind's log on 4 (``counter_options`` names 4), nothing else. It stays
+    in this process's group, so the host's kill of the worker's group takes it too.
     """
-    try:
-        _enter_run(stdin_fd, out_w, err_w, limits)
-        src = os.open(f"/proc/self/fd/{src_fd}", os.O_RDONLY)
-        os.dup2(src, 3)
-        os.dup2(log_w, 4)
-        os.closerange(5, 1 << 16)
-        os.chdir(workdir)
-        _drop_uid(limits)
-        counter = limits["counter"]
-        argv = [*counter["valgrind"], counter["python"], "-S", "-s", "-B", "-c", counter["runner"]]
-        argv.append(json.dumps({"path": counter["path"], "filter": limits["count_filter"]}))
-        env = dict(os.environ)
-        env["PYTHONHASHSEED"] = "0"  # str hashes, hence set and dict orders, the same in every run
-        os.execve(argv[0], argv, env)
-    except BaseException as exc:
+    import socket  # only workers that count need it; others keep it out of what their runs find loaded
+
+    here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    log_r, log_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
         try:
-            os.write(2, f"cannot start valgrind: {exc}"[:500].encode())
+            # Out of the way first: either may sit on 0 to 4 already.
+            sock_fd, log_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (there.fileno(), log_w))
+            null = os.open("/dev/null", os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.dup2(log_fd, 2)  # valgrind's complaints when it cannot start, for the count's error
+            os.dup2(sock_fd, 3)
+            os.dup2(log_fd, 4)
+            os.closerange(5, 1 << 16)
+            os.chdir(req["root"])
+            # valgrind keeps the descriptor limit it starts with (its own descriptors sit above it) and refuses
+            # a guest's change of it: so it is the server's, for all its runs. The other limits are per run.
+            nofile = req["rlimits"]["RLIMIT_NOFILE"]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            _drop_uid(req)
+            counter = req["counter"]
+            argv = [*counter["valgrind"], counter["python"], "-S", "-s", "-B", "-c", counter["runner"]]
+            argv.append(json.dumps({"path": counter["path"], "filter": req["count_filter"]}))
+            env = dict(os.environ)
+            env["PYTHONHASHSEED"] = "0"  # str hashes, hence set and dict orders, the same in every run
+            os.execve(argv[0], argv, env)
         except BaseException:
             pass
-    os._exit(125)
+        os._exit(125)
+    there.close()
+    os.close(log_w)
+    os.set_blocking(log_r, False)
+    _counter.update(pid=pid, sock=here, log_r=log_r)
+    empty = compile("", "main.py", "exec")
+    for i in range(_COUNTER_WARM_UP):
+        result, _ = _run_one(empty, b"", {**req, "count": True, "source": b""}, -i - 100)
+        if result.get("instructions") is None:
+            _stop_counter()
+            _counter_failure[0] = result["count_error"]
+            break
+
+
+def _stop_counter(kill=True):
+    """Stop the counting server (it died, hung or garbled a record); the next counted run starts a new one."""
+    if not _counter:
+        return
+    if kill:
+        try:
+            os.kill(_counter["pid"], signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        os.waitpid(_counter["pid"], 0)
+    except ChildProcessError:
+        pass  # already reaped (by _reap_children)
+    _counter["sock"].close()
+    os.close(_counter["log_r"])
+    _counter.clear()
+
+
+def _ensure_counter(req):
+    """Start the counting server if this worker has none running."""
+    if _counter:
+        try:
+            if os.waitpid(_counter["pid"], os.WNOHANG)[0] != 0:
+                _stop_counter(kill=False)
+        except ChildProcessError:
+            _stop_counter(kill=False)
+    if not _counter:
+        _start_counter(req)
+
+
+def _drain(fd, into, cap):
+    """Read what a non-blocking ``fd`` holds now into ``into``, up to ``cap`` bytes in all; False past it."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return True
+        into.append(chunk)
+        if sum(map(len, into)) > cap:
+            return False
+
+
+def _counted_start(stdin_fd, out_w, err_w, src_fd, workdir, req):
+    """Hand one run to the counting server: the session's pid, or ``None`` and why, with the server stopped."""
+    if not _counter:
+        return None, _counter_failure[0]
+    import socket
+
+    rlimits = {name: value for name, value in req["rlimits"].items() if name != "RLIMIT_NOFILE"}
+    settings = json.dumps({"rlimits": rlimits, "workdir": workdir}).encode()
+    settings_fd = _sealed_memfd(settings)
+    said = []
+    _drain(_counter["log_r"], said, 1 << 20)  # what earlier runs left unread belongs to none of this run
+    error = None
+    try:
+        # MSG_NOSIGNAL: a server that died must not take this process with it (SIGPIPE kills it here).
+        flags = socket.MSG_NOSIGNAL
+        socket.send_fds(_counter["sock"], [b"r"], [stdin_fd, out_w, err_w, src_fd, settings_fd], flags)
+        _counter["sock"].settimeout(30)
+        tag, session, _, _, _ = _RECORD.unpack(_counter["sock"].recv(_RECORD.size))
+        _counter["sock"].settimeout(None)
+        if tag != b"s":
+            raise OSError(f"the counting server sent {tag!r} first")
+    except (OSError, struct.error) as exc:
+        _drain(_counter["log_r"], said, 1 << 20)
+        lines = [line for line in b"".join(said).decode("utf-8", "replace").splitlines() if line.strip()]
+        error = _counter_failure[0] = f"the counting server is not running ({exc}): {lines[-3:]}"
+        _stop_counter()
+        session = None
+    os.close(settings_fd)
+    return session, error
 
 
 # valgrind's summary line of one process: "==<pid>== I   refs:      328,203,762".
 _REFS = re.compile(rb"^==(\d+)== I\s+refs:\s+([\d,]+)\s*$", re.MULTILINE)
 
 
-def _instructions(log, runner_pid):
+def _instructions(log, empty_pid, program_pid):
     """The program's instructions from valgrind's log of a counted run, or why there are none.
 
-    Three processes report: the empty child first (before the program's child exists), the program's child,
-    then the runner (last, after its child is gone). The program may write lines that look like reports
-    (through ``/proc/self/fd``), but only before its own report, and it cannot outlive it: so the first
-    report is the empty child's and the last but one the program's, whatever it wrote.
+    The empty child reports before the program's child exists, and the program's child cannot write after its
+    own report. The program may write lines that look like reports (should it reach the log), but only between
+    those two: so the first report with the empty child's pid and the last with the program's are real.
     """
     refs = [(int(pid), int(n.replace(b",", b""))) for pid, n in _REFS.findall(log)]
-    if len(refs) < 3 or refs[-1][0] != runner_pid:
+    empty = [n for pid, n in refs if pid == empty_pid][:1]
+    program = [n for pid, n in refs if pid == program_pid][-1:]
+    if not empty or not program:
         said = [line for line in log.decode("utf-8", "replace").splitlines() if line.strip("= 0123456789")]
-        return None, f"valgrind reported {len(refs)} process(es), not the 3 of a counted run: {said[-1:]}"
-    (empty_pid, empty), (pid, total) = refs[0], refs[-2]
-    if len({empty_pid, pid, runner_pid}) != 3:
-        return None, "valgrind's reports do not come from three processes"
-    return total - empty, None
+        return None, f"valgrind reported no count for the {'program' if empty else 'empty run'}: {said[-1:]}"
+    return program[0] - empty[0], None
 
 
 def _past_small_pids():
@@ -319,25 +427,38 @@ def _past_small_pids():
             return
 
 
-def _reap_others(in_namespace, pgid):
-    """Kill everything the run left behind (daemons, forks) so nothing outlives it."""
+def _reap_others(in_namespace, pgid, spare=None):
+    """Kill everything the run left behind (daemons, forks) so nothing outlives it, but ``spare``.
+
+    ``spare`` is the counting server, kept only where counted programs cannot start processes (the seccomp
+    filter): then nothing a run leaves can be in a position that a sweep of ``/proc`` would miss.
+    """
     if in_namespace:
-        # In our own PID namespace, kill(-1) reaches every process but init and us, atomically
-        # with respect to fork, so a fork bomb cannot outrun it.
         me = os.getpid()
         for _ in range(400):
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if spare is None:
+                # In our own PID namespace, kill(-1) reaches every process but init and us, atomically
+                # with respect to fork, so a fork bomb cannot outrun it.
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            else:
+                for p in os.listdir("/proc"):
+                    if p.isdigit() and int(p) not in (1, me, spare):
+                        try:
+                            os.kill(int(p), signal.SIGKILL)
+                        except OSError:
+                            pass
             _reap_children()
             # Killed processes take a moment to go; the next run must not share the CPU with them.
-            if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]:
+            if not [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me, spare)]:
                 break
             time.sleep(0.005)
     else:
         try:
-            os.killpg(pgid, signal.SIGKILL)
+            if pgid is not None:  # None: nothing ran (and killpg(0) would be this process's own group)
+                os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         # As child subreaper we adopt orphans (double-forked daemons); hunt them until none is left.
@@ -352,7 +473,7 @@ def _reap_others(in_namespace, pgid):
                         stat = fh.read().rsplit(b")", 1)[1].split()
                 except OSError:
                     continue
-                if stat[1].decode() == me:
+                if stat[1].decode() == me and int(pid) != spare:
                     found = True
                     try:
                         os.kill(int(pid), signal.SIGKILL)
@@ -381,6 +502,9 @@ def _reap_children():
 
 
 def _run_one(code_obj, data, req, index):
+    count = req.get("count", False)
+    if count:
+        _ensure_counter(req)  # before this run's folder exists: the server's first runs use that folder too
     # A counted run always works in the same folder: a program whose imports read the working folder (through
     # os.path.abspath, say) would otherwise count more instructions for a longer run number.
     workdir = os.path.join(req["root"], "count" if req.get("count") else f"run{index}")
@@ -391,38 +515,40 @@ def _run_one(code_obj, data, req, index):
     stdin_fd = _sealed_memfd(data)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    count = req.get("count", False)
-    if count:
-        src_fd = _sealed_memfd(req["source"])
-        log_r, log_w = os.pipe()
     start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        os.close(out_r)
-        os.close(err_r)
-        if count:
-            os.close(log_r)
-            _count_child(stdin_fd, out_w, err_w, src_fd, log_w, workdir, req)
-        _child(code_obj, stdin_fd, out_w, err_w, workdir, req)
+    if count:
+        # The run is a session of the counting server, not a child of this process: its end comes as the
+        # server's records on the socket, and valgrind's reports on the server's log.
+        src_fd = _sealed_memfd(req["source"])
+        pid, start_error = _counted_start(stdin_fd, out_w, err_w, src_fd, workdir, req)
+        os.close(src_fd)
+        ended = _counter["sock"].fileno() if pid is not None else None
+        log_r = _counter["log_r"] if pid is not None else None
+    else:
+        pid = os.fork()
+        if pid == 0:
+            os.close(out_r)
+            os.close(err_r)
+            _child(code_obj, stdin_fd, out_w, err_w, workdir, req)
+        ended = os.pidfd_open(pid)
     os.close(out_w)
     os.close(err_w)
     os.close(stdin_fd)
-    pidfd = os.pidfd_open(pid)
     deadline = start + req["timeout"]
     cap = req["output_cap"]
-    out, err, log = [], [], []
+    out, err, log, records = [], [], [], {}
     sizes = {out_r: 0, err_r: 0}
     bufs = {out_r: out, err_r: err}
-    if count:
-        os.close(src_fd)
-        os.close(log_w)
-        sizes[log_r] = 0
-        bufs[log_r] = log
     open_fds = set(bufs)
-    timed_out = over_cap = exited = False
+    timed_out = over_cap = False
+    exited = ended is None  # the counting server could not take the run: nothing runs
     poller = select.poll()
-    for fd in (*bufs, pidfd):
+    for fd in bufs:
         poller.register(fd, select.POLLIN)
+    if not exited:
+        poller.register(ended, select.POLLIN)
+    if count and not exited:
+        poller.register(log_r, select.POLLIN)
     # Loop until the child has exited *and* its pipes are drained: a child that closes its pipes and
     # then sleeps must still meet the deadline.
     while not over_cap and (open_fds or not exited):
@@ -437,9 +563,15 @@ def _run_one(code_obj, data, req, index):
         if not events and exited:
             break
         for fd, _ in events:
-            if fd == pidfd:
-                exited = True
-                poller.unregister(pidfd)
+            if fd == ended:
+                exited = _ended(count, records)
+                if exited:
+                    poller.unregister(ended)
+                continue
+            if count and fd == log_r:
+                over_cap = not _drain(fd, log, cap)
+                if over_cap:
+                    break
                 continue
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -451,7 +583,7 @@ def _run_one(code_obj, data, req, index):
                 over_cap = True
                 break
             bufs[fd].append(chunk)
-    if timed_out or over_cap:
+    if (timed_out or over_cap) and pid is not None:
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
@@ -460,10 +592,17 @@ def _run_one(code_obj, data, req, index):
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-    _, wstatus, rusage = os.wait4(pid, 0)
+    if count:
+        wstatus, maxrss, cpu = _counted_end(pid, records, log, cap)
+    else:
+        _, wstatus, rusage = os.wait4(pid, 0)
+        maxrss, cpu = rusage.ru_maxrss, rusage.ru_utime + rusage.ru_stime
+        os.close(ended)
     wall = time.perf_counter() - start
-    _reap_others(req["namespace"], pid)
-    for fd in (*bufs, pidfd):
+    # The counting server stays where no run can start a process to hide from the sweep (see _reap_others).
+    spare = _counter["pid"] if count and _counter and req["count_filter"] else None
+    _reap_others(req["namespace"], pid, spare)
+    for fd in bufs:
         os.close(fd)
     _rmtree(workdir)
     if req["namespace"]:
@@ -485,9 +624,9 @@ def _run_one(code_obj, data, req, index):
     stderr = b"".join(err)[-4096:]
     result = {
         "exit": os.waitstatus_to_exitcode(wstatus),
-        "cpu": rusage.ru_utime + rusage.ru_stime,
+        "cpu": cpu,
         "wall": wall,
-        "maxrss_kb": rusage.ru_maxrss,
+        "maxrss_kb": maxrss,
         "timeout": timed_out,
         "output_limit": over_cap,
         "stdout_len": len(stdout),
@@ -496,12 +635,59 @@ def _run_one(code_obj, data, req, index):
     if count:
         failed = result["exit"] != 0 or timed_out or over_cap
         tail = [line for line in b"".join(log).decode("utf-8", "replace").splitlines() if "==" not in line]
-        result["instructions"], result["count_error"] = (
-            (None, f"the run failed (exit {result['exit']}) {tail[-1:]}")
-            if failed
-            else _instructions(b"".join(log), pid)
-        )
+        if pid is None:
+            result["instructions"], result["count_error"] = None, start_error
+        elif failed:
+            result["instructions"], result["count_error"] = (
+                None,
+                f"the run failed (exit {result['exit']}) {tail[-1:]}",
+            )
+        elif "p" not in records:
+            result["instructions"], result["count_error"] = None, "the counting session did not report"
+        else:
+            _, empty_pid, program_pid, _, _ = records["p"]
+            result["instructions"], result["count_error"] = _instructions(
+                b"".join(log), empty_pid, program_pid
+            )
     return result, stdout + stderr
+
+
+def _ended(count, records):
+    """Whether the run is over, after its end descriptor became readable (the pidfd, or the server's socket)."""
+    if not count:
+        return True
+    try:
+        record = _counter["sock"].recv(_RECORD.size)
+        fields = _RECORD.unpack(record)
+    except (OSError, struct.error):
+        records["d"] = None  # the server is gone or garbled: the run is over, with no count
+        return True
+    records[fields[0].decode()] = fields
+    return fields[0] == b"d"
+
+
+def _counted_end(pid, records, log, cap):
+    """The counted run's wait status, maximum resident set and CPU time, once the server has reaped it.
+
+    A session that was killed (timeout, output cap) is still reaped by the server, which then reports it; a
+    server that does not within a few seconds is stopped.
+    """
+    if pid is None:
+        return 125 << 8, 0, 0.0
+    if "d" not in records:
+        _counter["sock"].settimeout(10)
+        while "d" not in records:
+            _ended(True, records)
+        _counter["sock"].settimeout(None)
+    done = records["d"]
+    if done is None:
+        _stop_counter()
+        return signal.SIGKILL, 0, 0.0
+    _drain(_counter["log_r"], log, cap)  # valgrind's last reports, written before the session was reaped
+    _, _, session_status, maxrss, cpu = done
+    # The program's own status, as its session saw it; the session's own when it never got that far.
+    status = records["p"][3] if "p" in records else session_status
+    return status, maxrss, cpu
 
 
 def _remove_sysv_ipc():

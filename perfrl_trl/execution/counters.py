@@ -3,9 +3,9 @@
 CPU time depends on the machine and on its load at the moment of measurement. An instruction count does
 not: valgrind executes the program on a synthetic CPU and counts every guest instruction, so one run gives
 the same number on any machine with the same interpreter and valgrind (the hash seed fixed). The count
-runs inside the same sandbox as every other run: the worker's child starts ``valgrind --tool=cachegrind
---cache-sim=no`` on a fresh interpreter there (``_count_runner.py``), and only the program's own part is
-counted (see that module).
+runs inside the same sandbox as every other run: each worker keeps one counting server there, a fresh
+interpreter under ``valgrind --tool=cachegrind --cache-sim=no`` (``_count_runner.py``) that forks every counted
+run from the same state, and only the program's own part is counted (see that module).
 
 Only valgrind is used. Hardware counters (``perf_event_open``) would be cheaper, but they need a PMU that
 most virtual machines and containers do not expose, and their counts move by a few instructions from run to
@@ -30,8 +30,8 @@ COST_MODES = ("cpu_time", "instructions")
 # more address space (RLIMIT_AS) than ``memory_mb``: the program itself gets the same limit as in a plain run.
 COUNTER_MEMORY_MB = 512
 
-# Under valgrind a Python program runs about 20x slower than natively, plus about 1.5 s of start-up, so a
-# counted run gets this many times the plain run's time limit, plus that constant.
+# Under valgrind a Python program runs about 20x slower than natively, and a worker's first count pays about
+# 1.5 s of valgrind's start-up, so a counted run gets this many times the plain run's time limit, plus that.
 COUNT_TIMEOUT_FACTOR = 30.0
 COUNT_TIMEOUT_EXTRA_S = 30.0
 
