@@ -102,8 +102,8 @@ def test_counts_are_exact_everywhere_and_leave_start_up_out(counting):
     assert 1.9 < double / first < 2.05
 
 
-def _descendants(pid: int) -> list[str]:
-    """The command names of every process below ``pid``."""
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process below ``pid``: its pid and command name."""
     kids: dict[int, list[int]] = {}
     names = {}
     for entry in os.listdir("/proc"):
@@ -118,9 +118,14 @@ def _descendants(pid: int) -> list[str]:
     out, todo = [], [pid]
     while todo:
         for kid in kids.get(todo.pop(), []):
-            out.append(names[kid])
+            out.append((kid, names[kid]))
             todo.append(kid)
     return out
+
+
+def _counting_servers(ex: Executor) -> list[int]:
+    """The pids of the valgrind processes below the executor's one worker."""
+    return [pid for pid, name in _descendants(ex._pool.workers[0].proc.pid) if "grind" in name]
 
 
 @needs_valgrind
@@ -141,9 +146,13 @@ def test_the_counting_server_outlives_runs_that_fail_and_counts_the_same_after()
         assert ex.count_instructions(LOOP, tests) == before
         assert worker.restarts == 0
         # Between runs the worker holds its counting server and nothing else: no session outlives its run.
-        below = _descendants(worker.proc.pid)
-        assert sum("valgrind" in name or "memcheck" in name or "cachegrind" in name for name in below) == 1, below
-        assert len(below) <= 3, below  # bwrap's init and the worker (bwrap level), then the server
+        server = _counting_servers(ex)
+        assert len(server) == 1 and len(_descendants(worker.proc.pid)) <= 3  # bwrap's init, the worker, the server
+        # The same server through whole judgements, whose plain runs (correctness first) the worker cleans up after
+        # as after any run: it is paid for once, not per candidate.
+        for k in range(3):
+            assert ex.judge(LOOP + "#" * k, tests, FAST).tier == Tier.R3
+        assert _counting_servers(ex) == server
 
 
 @needs_valgrind

@@ -599,8 +599,9 @@ def _run_one(code_obj, data, req, index):
         maxrss, cpu = rusage.ru_maxrss, rusage.ru_utime + rusage.ru_stime
         os.close(ended)
     wall = time.perf_counter() - start
-    # The counting server stays where no run can start a process to hide from the sweep (see _reap_others).
-    spare = _counter["pid"] if count and _counter and req["count_filter"] else None
+    # The counting server stays, after plain runs too, where no run can start a process to hide from the sweep
+    # (see _reap_others): the seccomp filter refuses them new processes.
+    spare = _counter["pid"] if _counter and req["seccomp"] is not None else None
     _reap_others(req["namespace"], pid, spare)
     for fd in bufs:
         os.close(fd)
