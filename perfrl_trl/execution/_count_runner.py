@@ -7,20 +7,23 @@ translated. It is a fresh interpreter with the hash seed fixed (``PYTHONHASHSEED
 it executes is the same from one start to the next, on any machine with the same interpreter and valgrind.
 
 Three kinds of process, all under valgrind (which follows forks):
-- the server (this process) waits on a Unix socket for a run's descriptors (test input, stdout, stderr, the
-  program's source, the run's settings), forks a session for it, and reports the session's pid and, once it
-  has reaped it, its exit and CPU time. The server does exactly the same between one fork and the next
-  whatever the runs do (one receive, one fork, two sends, one wait, with the garbage collector off), so every
-  session starts from the same memory;
-- the session applies the run's limits, reads and compiles the program, then forks twice from the same point:
-  first an empty child (E) that exits at once, then the program's child (P). Under valgrind a forked child's
-  count includes what its parents had executed before the fork, so ``count(P) - count(E)`` is the program's
-  own work plus a constant (the fork and exit of a child, calibrated on the empty program by the host): the
-  server's history, the session's set-up and the compilation are in both and cancel out;
+- the server (this process) waits for a byte on its go socket, forks a session, waits for it, and does that again.
+  Nothing else: no request ever reaches its memory, and what it allocates in a round (the byte, the child's
+  pid, the wait's result) it frees in the reverse order before the next, so its heap is exactly the same at
+  every fork, and every session starts from the same memory. (A round that left one object alive into the
+  next, or freed its objects in the order it made them, made a program's count differ from one run to the
+  next by tens of instructions: the allocator's free lists came out in a different order.)
+- the session takes the run's descriptors from the socket (test input, stdout, stderr, the program's source,
+  the run's settings), says its pid, applies the run's limits, reads and compiles the program, then forks twice
+  from the same point: first an empty child (E) that exits at once, then the program's child (P). Under
+  valgrind a forked child's count includes what its parents had executed before the fork, so
+  ``count(P) - count(E)`` is the program's own work plus a constant (the fork and exit of a child, calibrated on
+  the empty program by the host): the server's and the session's set-up and the compilation are in both and
+  cancel out. It reports P's pid, E's and P's exit, and their CPU time;
 - E and P install the worker's seccomp filter (no new processes, no signals to others, no ptrace, and here no
   ``execve`` either: a program that replaced itself would leave valgrind) before anything else, so the
   program runs under the same restrictions as in the CPU-time mode. P closes the socket first: only the
-  session and the server speak on it.
+  session speaks on it.
 """
 
 # The same cheap modules the worker preloads: importing them costs a program nothing in either cost mode.
@@ -46,11 +49,12 @@ import struct
 import sys
 import traceback
 
-# One record on the socket: a tag, three integers and a float. "s" (server): a session started, its pid.
-# "p" (session): the empty child's pid, the program's pid and the program's wait status. "d" (server): the
-# session's pid, its wait status, its maximum resident set (kB) and its CPU seconds with its children's.
-RECORD = struct.Struct(">cqqqd")
+# One record on the socket, from a session: a tag, four integers and a float. "s": the session took a run; its
+# pid. "p": the run is over; the empty child's pid, the program's pid, the program's wait status, the children's
+# maximum resident set (kB) and CPU seconds.
+RECORD = struct.Struct(">cqqqqd")
 SOCKET_FD = 3  # where the worker hands the server its end of the socket
+GO_FD = 5  # a byte on it asks for a session; its end closed stops the server
 LOG_FD = 4  # where it hands valgrind the log (``--log-fd=4``)
 N_FDS = 5  # test input, stdout, stderr, source, settings
 
@@ -133,9 +137,17 @@ def _read_all(fd):
     return b"".join(chunks)
 
 
-def _session(sock, fds, blob):
-    """One counted run, in the server's forked child: set up as the worker's run child, then E and P."""
+def _session(sock, room, blob):
+    """One counted run, in the server's forked child: take it, set up as the worker's run child, then E and P."""
     try:
+        msg, ancillary, _, _ = sock.recvmsg(1, room)
+        fds = array.array("i")
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        if not msg or len(fds) != N_FDS:
+            os._exit(0)  # the worker asked for a session and then sent no run: it is going away
+        sock.send(RECORD.pack(b"s", os.getpid(), 0, 0, 0, 0.0))
         stdin_fd, out_w, err_w, src_fd, settings_fd = fds
         os.setsid()  # the worker kills the run's process group on a timeout; the server is not in it
         settings = json.loads(_read_all(settings_fd))
@@ -150,13 +162,10 @@ def _session(sock, fds, blob):
         source = _read_all(src_fd)
         for fd in {reopened, stdin_fd, out_w, err_w} - {0, 1, 2}:
             os.close(fd)
+        os.close(GO_FD)
         os.chdir(settings["workdir"])
         code_obj = compile(source, "main.py", "exec", dont_inherit=True)
     except BaseException:
-        try:
-            os.write(fds[2], traceback.format_exc().encode()[-2000:])
-        except BaseException:
-            pass
         os._exit(125)  # the worker compiled it already: this cannot happen for a program that got here
     gc.collect()
     gc.freeze()
@@ -171,8 +180,36 @@ def _session(sock, fds, blob):
     if pid == 0:
         _program(code_obj, blob)
     _, wstatus = os.waitpid(pid, 0)
-    sock.send(RECORD.pack(b"p", empty, pid, wstatus, 0.0))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sock.send(RECORD.pack(b"p", empty, pid, wstatus, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
     os._exit(0)
+
+
+# Run once by the server before it serves, so that the interpreter's common paths (loops, integer and string
+# work, containers, sorting, formatting, compiling) are already translated by valgrind in every session it forks:
+# a child translates afresh whatever its parent never ran, and that was about a third of a short count's cost.
+# It is the same for every server, so it changes every count by the same, and counts stay exact.
+REHEARSAL = """
+import sys
+n = 3000
+s = 0
+for i in range(n):
+    s += i * i % 7
+a = [i * 7919 % 10007 for i in range(n)]
+d = {}
+for x in a:
+    d[x % 97] = d.get(x % 97, 0) + 1
+words = " ".join(str(x) for x in sorted(a)).split()
+t = sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))
+m = max(len(w) for w in words), min(a), sum(a) // len(a), "%d %s" % (s, words[0]), f"{s:.3f}"
+sset = set(a) & set(range(500))
+"""
+
+
+def _rehearse():
+    """Run ``REHEARSAL`` in this process, in a namespace of its own."""
+    code = compile(REHEARSAL, "rehearsal.py", "exec", dont_inherit=True)
+    exec(code, {"__builtins__": builtins, "__name__": "rehearsal"})
 
 
 def _serve(settings):
@@ -184,33 +221,19 @@ def _serve(settings):
     os.close(LOG_FD)
     # Nothing a program does may reach this process: no /proc/<pid>/fd or mem for its descendants.
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    _rehearse()
     gc.collect()
     gc.disable()  # a collection at one fork and not the next would start those sessions from different memory
     gc.freeze()
     room = socket.CMSG_LEN(N_FDS * 4)
     while True:
-        # recvmsg, not socket.recv_fds: that keeps one more block of memory for every call, so each session
-        # would start from a different heap, and a program's count would drift by a few instructions a run.
-        try:
-            msg, ancillary, _, _ = sock.recvmsg(1, room)
-        except OSError:
-            os._exit(0)
-        if not msg:
+        if not os.read(GO_FD, 1):
             os._exit(0)  # the worker closed its end
-        fds = array.array("i")
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-        if len(fds) != N_FDS:
-            os._exit(1)  # not the worker's message: it sends exactly these
         pid = os.fork()
         if pid == 0:
-            _session(sock, fds, blob)
-        for fd in fds:
-            os.close(fd)
-        sock.send(RECORD.pack(b"s", pid, 0, 0, 0.0))
-        _, wstatus, usage = os.wait4(pid, 0)
-        sock.send(RECORD.pack(b"d", pid, wstatus, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
+            _session(sock, room, blob)
+        os.waitpid(pid, 0)
+        del pid  # freed last, as it was made first (see the module's docstring)
 
 
 if __name__ == "__main__":

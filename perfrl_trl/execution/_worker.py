@@ -254,11 +254,11 @@ def _child(code_obj, stdin_fd, out_w, err_w, workdir, limits):
 
 
 # The counting server of this worker (``_count_runner``, under valgrind): started at the first counted run and
-# kept for every one after, so valgrind's start-up is paid once. Its pid, its socket and the read end of its
-# valgrind log.
+# kept for every one after, so valgrind's start-up is paid once. Its pid, the socket its sessions take runs on,
+# the socket that asks it for a session, and the read end of its valgrind log.
 _counter = {}
-# Records the server and its sessions send (see _count_runner.RECORD).
-_RECORD = struct.Struct(">cqqqd")
+# Records its sessions send (see _count_runner.RECORD).
+_RECORD = struct.Struct(">cqqqqd")
 _counter_failure = ["the counting server did not start"]  # why the last server failed, for the runs it fails
 # Empty runs through a new server before the first count, so the server's own memory has settled into the
 # state it returns to after every run: the first sessions it forks then start like every later one.
@@ -268,25 +268,28 @@ _COUNTER_WARM_UP = 2
 def _start_counter(req):
     """Start the counting server as this process's child, locked down like a run.
 
-    Its descriptors: the socket on 3, valgrind's log on 4 (``counter_options`` names 4), nothing else. It stays
-    in this process's group, so the host's kill of the worker's group takes it too.
+    Its descriptors: the socket on 3, valgrind's log on 4 (``counter_options`` names 4), the go socket on 5,
+    nothing else. It stays in this process's group, so the host's kill of the worker's group takes it too.
     """
     import socket  # only workers that count need it; others keep it out of what their runs find loaded
 
     here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     log_r, log_w = os.pipe()
+    go_w, go_r = socket.socketpair()  # a socket, not a pipe: writing to a dead server must not raise SIGPIPE
     pid = os.fork()
     if pid == 0:
         try:
-            # Out of the way first: either may sit on 0 to 4 already.
-            sock_fd, log_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (there.fileno(), log_w))
+            # Out of the way first: any may sit on 0 to 5 already.
+            moved = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (there.fileno(), log_w, go_r.fileno()))
+            sock_fd, log_fd, go_fd = moved
             null = os.open("/dev/null", os.O_RDWR)
             os.dup2(null, 0)
             os.dup2(null, 1)
             os.dup2(log_fd, 2)  # valgrind's complaints when it cannot start, for the count's error
             os.dup2(sock_fd, 3)
             os.dup2(log_fd, 4)
-            os.closerange(5, 1 << 16)
+            os.dup2(go_fd, 5)
+            os.closerange(6, 1 << 16)
             os.chdir(req["root"])
             # valgrind keeps the descriptor limit it starts with (its own descriptors sit above it) and refuses
             # a guest's change of it: so it is the server's, for all its runs. The other limits are per run.
@@ -304,8 +307,9 @@ def _start_counter(req):
         os._exit(125)
     there.close()
     os.close(log_w)
+    go_r.close()
     os.set_blocking(log_r, False)
-    _counter.update(pid=pid, sock=here, log_r=log_r)
+    _counter.update(pid=pid, sock=here, go_w=go_w, log_r=log_r)
     empty = compile("", "main.py", "exec")
     for i in range(_COUNTER_WARM_UP):
         result, _ = _run_one(empty, b"", {**req, "count": True, "source": b""}, -i - 100)
@@ -329,6 +333,7 @@ def _stop_counter(kill=True):
     except ChildProcessError:
         pass  # already reaped (by _reap_children)
     _counter["sock"].close()
+    _counter["go_w"].close()
     os.close(_counter["log_r"])
     _counter.clear()
 
@@ -360,9 +365,13 @@ def _drain(fd, into, cap):
 
 
 def _counted_start(stdin_fd, out_w, err_w, src_fd, workdir, req):
-    """Hand one run to the counting server: the session's pid, or ``None`` and why, with the server stopped."""
+    """Hand one run to a session of the counting server.
+
+    Returns the session's pid and a pidfd that becomes readable when it exits, or ``None``, ``None`` and why,
+    with the server stopped.
+    """
     if not _counter:
-        return None, _counter_failure[0]
+        return None, None, _counter_failure[0]
     import socket
 
     rlimits = {name: value for name, value in req["rlimits"].items() if name != "RLIMIT_NOFILE"}
@@ -370,24 +379,39 @@ def _counted_start(stdin_fd, out_w, err_w, src_fd, workdir, req):
     settings_fd = _sealed_memfd(settings)
     said = []
     _drain(_counter["log_r"], said, 1 << 20)  # what earlier runs left unread belongs to none of this run
-    error = None
+    sock = _counter["sock"]
+    sock.setblocking(False)
     try:
+        while sock.recv(_RECORD.size):  # a record a killed session sent just before it went is no one's
+            pass
+    except BlockingIOError:
+        pass
+    except OSError:
+        pass  # a dead server: found below
+    session = pidfd = None
+    try:
+        _counter["go_w"].send(b"g", socket.MSG_NOSIGNAL)
         # MSG_NOSIGNAL: a server that died must not take this process with it (SIGPIPE kills it here).
-        flags = socket.MSG_NOSIGNAL
-        socket.send_fds(_counter["sock"], [b"r"], [stdin_fd, out_w, err_w, src_fd, settings_fd], flags)
-        _counter["sock"].settimeout(30)
-        tag, session, _, _, _ = _RECORD.unpack(_counter["sock"].recv(_RECORD.size))
-        _counter["sock"].settimeout(None)
+        socket.send_fds(sock, [b"r"], [stdin_fd, out_w, err_w, src_fd, settings_fd], socket.MSG_NOSIGNAL)
+        sock.settimeout(30)
+        tag, session, _, _, _, _ = _RECORD.unpack(sock.recv(_RECORD.size))
         if tag != b"s":
-            raise OSError(f"the counting server sent {tag!r} first")
+            raise OSError(f"the counting session sent {tag!r} first")
+        try:
+            pidfd = os.pidfd_open(session)
+        except ProcessLookupError:
+            pidfd = None  # gone already (and reaped by the server): its report is on the socket
+        error = None
     except (OSError, struct.error) as exc:
         _drain(_counter["log_r"], said, 1 << 20)
         lines = [line for line in b"".join(said).decode("utf-8", "replace").splitlines() if line.strip()]
         error = _counter_failure[0] = f"the counting server is not running ({exc}): {lines[-3:]}"
         _stop_counter()
         session = None
+    else:
+        sock.setblocking(True)
     os.close(settings_fd)
-    return session, error
+    return session, pidfd, error
 
 
 # valgrind's summary line of one process: "==<pid>== I   refs:      328,203,762".
@@ -520,9 +544,8 @@ def _run_one(code_obj, data, req, index):
         # The run is a session of the counting server, not a child of this process: its end comes as the
         # server's records on the socket, and valgrind's reports on the server's log.
         src_fd = _sealed_memfd(req["source"])
-        pid, start_error = _counted_start(stdin_fd, out_w, err_w, src_fd, workdir, req)
+        pid, ended, start_error = _counted_start(stdin_fd, out_w, err_w, src_fd, workdir, req)
         os.close(src_fd)
-        ended = _counter["sock"].fileno() if pid is not None else None
         log_r = _counter["log_r"] if pid is not None else None
     else:
         pid = os.fork()
@@ -536,12 +559,12 @@ def _run_one(code_obj, data, req, index):
     os.close(stdin_fd)
     deadline = start + req["timeout"]
     cap = req["output_cap"]
-    out, err, log, records = [], [], [], {}
+    out, err, log = [], [], []
     sizes = {out_r: 0, err_r: 0}
     bufs = {out_r: out, err_r: err}
     open_fds = set(bufs)
     timed_out = over_cap = False
-    exited = ended is None  # the counting server could not take the run: nothing runs
+    exited = ended is None  # the counting server could not take the run, or its session is gone already
     poller = select.poll()
     for fd in bufs:
         poller.register(fd, select.POLLIN)
@@ -564,9 +587,8 @@ def _run_one(code_obj, data, req, index):
             break
         for fd, _ in events:
             if fd == ended:
-                exited = _ended(count, records)
-                if exited:
-                    poller.unregister(ended)
+                exited = True
+                poller.unregister(ended)
                 continue
             if count and fd == log_r:
                 over_cap = not _drain(fd, log, cap)
@@ -593,7 +615,7 @@ def _run_one(code_obj, data, req, index):
         except OSError:
             pass
     if count:
-        wstatus, maxrss, cpu = _counted_end(pid, records, log, cap)
+        wstatus, maxrss, cpu, report = _counted_end(pid, ended, timed_out or over_cap, log, cap)
     else:
         _, wstatus, rusage = os.wait4(pid, 0)
         maxrss, cpu = rusage.ru_maxrss, rusage.ru_utime + rusage.ru_stime
@@ -643,52 +665,40 @@ def _run_one(code_obj, data, req, index):
                 None,
                 f"the run failed (exit {result['exit']}) {tail[-1:]}",
             )
-        elif "p" not in records:
+        elif report is None:
             result["instructions"], result["count_error"] = None, "the counting session did not report"
         else:
-            _, empty_pid, program_pid, _, _ = records["p"]
+            _, empty_pid, program_pid, _, _, _ = report
             result["instructions"], result["count_error"] = _instructions(
                 b"".join(log), empty_pid, program_pid
             )
     return result, stdout + stderr
 
 
-def _ended(count, records):
-    """Whether the run is over, after its end descriptor became readable (the pidfd, or the server's socket)."""
-    if not count:
-        return True
-    try:
-        record = _counter["sock"].recv(_RECORD.size)
-        fields = _RECORD.unpack(record)
-    except (OSError, struct.error):
-        records["d"] = None  # the server is gone or garbled: the run is over, with no count
-        return True
-    records[fields[0].decode()] = fields
-    return fields[0] == b"d"
+def _counted_end(pid, ended, killed, log, cap):
+    """A counted run's wait status, maximum resident set, CPU time and the session's report, once it is gone.
 
-
-def _counted_end(pid, records, log, cap):
-    """The counted run's wait status, maximum resident set and CPU time, once the server has reaped it.
-
-    A session that was killed (timeout, output cap) is still reaped by the server, which then reports it; a
-    server that does not within a few seconds is stopped.
+    The session is the server's child, not this process's: its end is its pidfd, and what it saw of the program
+    comes in its report on the socket, sent before it exits. A session that was killed, or that failed before
+    the program ran, sends none.
     """
     if pid is None:
-        return 125 << 8, 0, 0.0
-    if "d" not in records:
-        _counter["sock"].settimeout(10)
-        while "d" not in records:
-            _ended(True, records)
-        _counter["sock"].settimeout(None)
-    done = records["d"]
-    if done is None:
-        _stop_counter()
-        return signal.SIGKILL, 0, 0.0
-    _drain(_counter["log_r"], log, cap)  # valgrind's last reports, written before the session was reaped
-    _, _, session_status, maxrss, cpu = done
-    # The program's own status, as its session saw it; the session's own when it never got that far.
-    status = records["p"][3] if "p" in records else session_status
-    return status, maxrss, cpu
+        return 125 << 8, 0, 0.0, None
+    if ended is not None:
+        select.select([ended], [], [], 10)  # killed a moment ago, or already gone
+        os.close(ended)
+    sock = _counter["sock"]
+    sock.setblocking(False)
+    try:
+        report = _RECORD.unpack(sock.recv(_RECORD.size))
+    except (OSError, struct.error):
+        report = None
+    sock.setblocking(True)
+    if report is None or report[0] != b"p":
+        return (signal.SIGKILL if killed else 125 << 8), 0, 0.0, None
+    _drain(_counter["log_r"], log, cap)  # valgrind's last reports, written before the session went
+    _, _, _, status, maxrss, cpu = report
+    return status, maxrss, cpu, report
 
 
 def _remove_sysv_ipc():
