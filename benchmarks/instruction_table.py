@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PIE_DIR = ROOT.parent / "shared" / "pie"
 
 
-def judge(limit: int) -> dict:
+def judge(limit: int, position: int) -> dict:
     """One process's judgements: per pair the verdict's counts and tier, then the table."""
+    from tqdm.auto import tqdm
+
     from perfrl_trl.data.pie import read_pairs, read_tests, split_of
     from perfrl_trl.execution import ExecutionConfig, Executor
     from perfrl_trl.metrics.arithmetic import SampleResult, aggregate
@@ -34,7 +36,7 @@ def judge(limit: int) -> dict:
     ]
     pairs, results = [], []
     with Executor(ExecutionConfig(cost="instructions", workers=1)) as ex:
-        for row in rows[:limit]:
+        for row in tqdm(rows[:limit], desc=f"process {position + 1}", position=position, leave=False):
             tests = read_tests(PIE_DIR / "public_test_cases", row["problem_id"])
             v = ex.judge(row["target"], tests, row["input"])
             pairs.append(
@@ -60,16 +62,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=24, help="first pairs of PIE's evaluation half")
     ap.add_argument("--out", help="write the results here (JSON)")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # which of the two processes
     args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(judge(args.limit)))
+    if args.worker is not None:
+        print(json.dumps(judge(args.limit, args.worker)))
         return
     if not PIE_DIR.is_dir():
         raise SystemExit("needs the PIE data in ../shared/pie (see its README)")
     started = time.time()
-    cmd = [sys.executable, __file__, "--worker", "--limit", str(args.limit)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    cmd = [sys.executable, __file__, "--limit", str(args.limit), "--worker"]
+    procs = [subprocess.Popen([*cmd, str(i)], stdout=subprocess.PIPE, text=True) for i in range(2)]
     runs = [json.loads(p.communicate()[0]) for p in procs]
     if any(p.returncode for p in procs):
         raise SystemExit("a judging process failed")

@@ -102,6 +102,20 @@ def test_counts_are_exact_everywhere_and_leave_start_up_out(counting):
     assert 1.9 < double / first < 2.05
 
 
+@needs_valgrind
+def test_a_program_that_draws_randomness_counts_the_same_every_run(counting):
+    # A program that shuffles its input draws fresh bytes from the kernel at every run, and its count moved with
+    # them; a counted program gets a fixed seed, as it gets a fixed hash seed.
+    program = (
+        "import os, random, secrets\na = list(range(200))\nrandom.shuffle(a)\n"
+        "print(a[:3], os.urandom(4).hex(), secrets.randbelow(10**9), random.SystemRandom().random())\n"
+    )
+    worker = counting._pool.workers[0]
+    runs = [worker.run(program, [""], count=True)["runs"][0] for _ in range(3)]
+    assert runs[0]["exit"] == 0 and runs[0]["instructions"] is not None
+    assert len({(run["instructions"], run["stdout"]) for run in runs}) == 1
+
+
 def _descendants(pid: int) -> list[tuple[int, str]]:
     """Every process below ``pid``: its pid and command name."""
     kids: dict[int, list[int]] = {}

@@ -40,6 +40,7 @@ import json
 import math  # noqa: F401
 import operator  # noqa: F401
 import os
+import random
 import re  # noqa: F401
 import resource
 import signal
@@ -81,6 +82,7 @@ def _program(code_obj, blob):
             _install_filter(blob)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        random.seed(0)  # after the fork, which reseeded it from the kernel (see ``_fix_entropy``)
         gc.enable()
         sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
         sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
@@ -212,8 +214,25 @@ def _rehearse():
     exec(code, {"__builtins__": builtins, "__name__": "rehearsal"})
 
 
+def _fix_entropy():
+    """Make the randomness a program draws from the operating system the same in every session.
+
+    A program that shuffles its input (``random.shuffle``) or imports a library that seeds itself at import
+    (numpy) draws fresh bytes from the kernel at every run, and its count moves with them (by up to thousands of
+    instructions in PIE's evaluation half). As with the hash seed, a counted program gets a fixed seed instead:
+    the module-level ``random`` functions, ``os.urandom`` and what reads it (``random.SystemRandom``,
+    ``secrets``, numpy's default seeding) all start every session from the same state, since every session is
+    forked from this one (the module-level generator is seeded in the program's child: ``random`` reseeds it
+    from the kernel after every fork). Only an unseeded ``random.Random()`` made by the program still asks
+    the kernel.
+    """
+    stream = random.Random(0)
+    os.urandom = random._urandom = stream.randbytes  # random binds os.urandom at import, so both names
+
+
 def _serve(settings):
     sys.path[:] = settings["path"]
+    _fix_entropy()
     blob = bytes.fromhex(settings["filter"])
     sock = socket.socket(fileno=SOCKET_FD)
     # valgrind writes its log through a copy of descriptor 4 kept out of the program's reach; the original is

@@ -390,8 +390,8 @@ def _counted_start(stdin_fd, out_w, err_w, src_fd, workdir, req):
         pass  # a dead server: found below
     session = pidfd = None
     try:
-        _counter["go_w"].send(b"g", socket.MSG_NOSIGNAL)
         # MSG_NOSIGNAL: a server that died must not take this process with it (SIGPIPE kills it here).
+        _counter["go_w"].send(b"g", socket.MSG_NOSIGNAL)
         socket.send_fds(sock, [b"r"], [stdin_fd, out_w, err_w, src_fd, settings_fd], socket.MSG_NOSIGNAL)
         sock.settimeout(30)
         tag, session, _, _, _, _ = _RECORD.unpack(sock.recv(_RECORD.size))
