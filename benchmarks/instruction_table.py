@@ -72,9 +72,10 @@ def main() -> None:
     started = time.time()
     cmd = [sys.executable, __file__, "--limit", str(args.limit), "--worker"]
     procs = [subprocess.Popen([*cmd, str(i)], stdout=subprocess.PIPE, text=True) for i in range(2)]
-    runs = [json.loads(p.communicate()[0]) for p in procs]
+    outputs = [p.communicate()[0] for p in procs]
     if any(p.returncode for p in procs):
-        raise SystemExit("a judging process failed")
+        raise SystemExit("a judging process failed (its error is above)")
+    runs = [json.loads(output) for output in outputs]
     first, second = runs
     same = [a == b for a, b in zip(first["pairs"], second["pairs"])]
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
