@@ -30,7 +30,9 @@ ENDPOINTS = ("passed", "optimized", "beats_target")
 
 def _commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         return None
 
@@ -46,9 +48,8 @@ def main():
     rows = test.shuffle(seed=args.seed).select(range(min(args.n, len(test))))
     report = {
         "benchmark": "cost_modes_heldout",
-        "command": "python benchmarks/cost_modes_heldout.py " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if v is not None
-        ),
+        "command": "python benchmarks/cost_modes_heldout.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None),
         "commit": _commit(),
         "model": "bundled",
         "n": len(rows),

@@ -640,11 +640,15 @@ def main(argv=None):
     p.add_argument("--profile", action="store_true", help="print torch.profiler tables of both steps")
     p.add_argument("--steps", type=int, default=10, help="full RRHF steps in part 2 (0 skips part 2)")
     p.add_argument(
-        "--full-model", default="t5-small", choices=[*MODEL_KEYS, "bundled"],
+        "--full-model",
+        default="t5-small",
+        choices=[*MODEL_KEYS, "bundled"],
         help="part 2 model: a new one of a factory size, or the bundled SFT checkpoint",
     )
     p.add_argument(
-        "--generate-ahead", choices=["off", "on", "both"], default="both",
+        "--generate-ahead",
+        choices=["off", "on", "both"],
+        default="both",
         help="part 2: RRHFConfig.generate_ahead off (the on-policy loop), on, or both runs one after the other",
     )
     p.add_argument("--full-prompt-limit", type=int, default=256)

@@ -35,7 +35,13 @@ from perfrl_trl.trainer import RRHFConfig
 from perfrl_trl.trainer.sft import length_grouped, supervised_finetune
 
 BASELINE = dict(
-    dropout=0.1, batch=8, schedule="constant_with_warmup", threads=1, group=False, bf16=False, max_len=128,
+    dropout=0.1,
+    batch=8,
+    schedule="constant_with_warmup",
+    threads=1,
+    group=False,
+    bf16=False,
+    max_len=128,
     arch="t5",
 )
 # (name, change): each rung keeps every change above it.
@@ -69,14 +75,26 @@ def heldout_loss(model, tok, rows, batch=16) -> float:
 
 def run_rung(name, setting, train, val, seconds, out, lr):
     dropout = {"dropout_rate" if setting["arch"] == "t5" else "attention_dropout": setting["dropout"]}
-    base = create_pretrained(setting["arch"], "small", os.path.join(out, name, "base"), overwrite=True, **dropout)
+    base = create_pretrained(
+        setting["arch"], "small", os.path.join(out, name, "base"), overwrite=True, **dropout
+    )
     model, tok = load_model_and_tokenizer(base)
     args = TrainingArguments(
-        output_dir=os.path.join(out, name), max_steps=100_000, learning_rate=lr,
-        per_device_train_batch_size=setting["batch"], lr_scheduler_type=setting["schedule"],
+        output_dir=os.path.join(out, name),
+        max_steps=100_000,
+        learning_rate=lr,
+        per_device_train_batch_size=setting["batch"],
+        lr_scheduler_type=setting["schedule"],
         lr_scheduler_kwargs={"min_lr_rate": 0.1} if setting["schedule"] == "cosine_with_min_lr" else {},
-        warmup_steps=50, logging_steps=10, save_strategy="no", report_to="none", remove_unused_columns=False,
-        bf16=setting["bf16"], use_cpu=True, disable_tqdm=True, seed=0,
+        warmup_steps=50,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        remove_unused_columns=False,
+        bf16=setting["bf16"],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
         **(length_grouped() if setting["group"] else {}),
     )
     if setting["schedule"] == "cosine_with_min_lr":
@@ -92,17 +110,27 @@ def run_rung(name, setting, train, val, seconds, out, lr):
     loss = heldout_loss(model, tok, val)
     result.trainer.save_model(os.path.join(out, name, "model"))
     return {
-        "rung": name, "steps": result.steps, "batch": setting["batch"], "seconds": result.seconds, "cpu_s": cpu,
+        "rung": name,
+        "steps": result.steps,
+        "batch": setting["batch"],
+        "seconds": result.seconds,
+        "cpu_s": cpu,
         "threads": threads,
-        "load_avg": load, "train_loss_last": result.losses[-1]["loss"] if result.losses else None,
-        "heldout_loss": loss, "model": os.path.join(out, name, "model"),
+        "load_avg": load,
+        "train_loss_last": result.losses[-1]["loss"] if result.losses else None,
+        "heldout_loss": loss,
+        "model": os.path.join(out, name, "model"),
     }
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=300.0, help="wall-clock training budget per rung")
-    parser.add_argument("--rungs", nargs="*", default=[n for n, _ in LADDER], help="rungs to run, in ladder order")
+    parser.add_argument(
+        "--rungs", nargs="*", default=[n for n, _ in LADDER], help="rungs to run, in ladder order"
+    )
     parser.add_argument("--n-train-per-family", type=int, default=60)
     parser.add_argument("--n-eval", type=int, default=78, help="validation problems (2 per family)")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -126,26 +154,43 @@ def main():
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    config = RRHFConfig(os.path.join(args.workdir, "eval"), report_to="none", use_cpu=True,
-                        max_completion_length=256, max_prompt_length=256, eval_num_beams=1,
-                        eval_num_return_sequences=1, generation_batch_size=16)
-    evals = evaluate_models({r["rung"]: r["model"] for r in rows}, val, config, compare_to_target=False,
-                            n_bootstrap=0)
+    config = RRHFConfig(
+        os.path.join(args.workdir, "eval"),
+        report_to="none",
+        use_cpu=True,
+        max_completion_length=256,
+        max_prompt_length=256,
+        eval_num_beams=1,
+        eval_num_return_sequences=1,
+        generation_batch_size=16,
+    )
+    evals = evaluate_models(
+        {r["rung"]: r["model"] for r in rows}, val, config, compare_to_target=False, n_bootstrap=0
+    )
     first = rows[0]
-    print(f"\n{args.seconds:.0f} s of wall-clock SFT per rung; {len(val)} held-out validation problems, greedy")
-    print(f"{'rung':15} {'steps':>6} {'ex./s':>8} {'x':>6} {'val loss':>9} {'x':>6} {'pass %':>7} "
-          f"{'compile %':>9} {'trunc %':>8} {'load':>5}")
+    print(
+        f"\n{args.seconds:.0f} s of wall-clock SFT per rung; {len(val)} held-out validation problems, greedy"
+    )
+    print(
+        f"{'rung':15} {'steps':>6} {'ex./s':>8} {'x':>6} {'val loss':>9} {'x':>6} {'pass %':>7} "
+        f"{'compile %':>9} {'trunc %':>8} {'load':>5}"
+    )
     for r in rows:
         s = evals[r["rung"]].summary
-        r.update(pass_rate=s["percent_passed"] / 100, compile_rate=s["percent_compiled"] / 100,
-                 truncation_rate=s["truncation_rate"])
+        r.update(
+            pass_rate=s["percent_passed"] / 100,
+            compile_rate=s["percent_compiled"] / 100,
+            truncation_rate=s["truncation_rate"],
+        )
         # Examples (not steps) per second: the rungs differ in batch size.
         eps = r["steps"] * r["batch"] / r["seconds"]
         eps0 = first["steps"] * first["batch"] / first["seconds"]
-        print(f"{r['rung']:15} {r['steps']:>6} {eps:>8.2f} {eps / eps0:>6.2f} "
-              f"{r['heldout_loss']:>9.3f} {first['heldout_loss'] / r['heldout_loss']:>6.2f} "
-              f"{100 * r['pass_rate']:>7.1f} {100 * r['compile_rate']:>9.1f} {100 * r['truncation_rate']:>8.1f} "
-              f"{r['load_avg']:>5.1f}")
+        print(
+            f"{r['rung']:15} {r['steps']:>6} {eps:>8.2f} {eps / eps0:>6.2f} "
+            f"{r['heldout_loss']:>9.3f} {first['heldout_loss'] / r['heldout_loss']:>6.2f} "
+            f"{100 * r['pass_rate']:>7.1f} {100 * r['compile_rate']:>9.1f} {100 * r['truncation_rate']:>8.1f} "
+            f"{r['load_avg']:>5.1f}"
+        )
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"seconds": args.seconds, "n_eval": len(val), "rungs": rows}, fh, indent=1)

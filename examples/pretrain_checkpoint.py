@@ -507,7 +507,9 @@ def package(script, config, model_args, problems, dropped, state):
     )
     print(card)
     folder = "checkpoint_causal" if model_args.model_arch == "decoder" else "checkpoint"
-    print(f"wrote {export} and {out}/pretrain_curve.png; install it with: cp -r {export}/. perfrl_trl/models/{folder}/")
+    print(
+        f"wrote {export} and {out}/pretrain_curve.png; install it with: cp -r {export}/. perfrl_trl/models/{folder}/"
+    )
 
 
 def main():

@@ -180,7 +180,9 @@ def beam_programs(
 
 
 @contextlib.contextmanager
-def torch_threads_on_cpu(device: torch.device, *, sandbox_alongside: bool, requested: int | None = None) -> Iterator[None]:
+def torch_threads_on_cpu(
+    device: torch.device, *, sandbox_alongside: bool, requested: int | None = None
+) -> Iterator[None]:
     """On CPU, torch threads set by `perfrl_trl.execution.cores.torch_threads` for the block, then restored."""
     if device.type != "cpu":
         yield

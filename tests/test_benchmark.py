@@ -189,7 +189,9 @@ def test_pretraining_problems_never_meet_the_evaluation_splits():
     problems, dropped = pretraining_problems(6, families=["sum_formula", "string_concat", "running_median"])
     assert {p["family"] for p in problems} == {"sum_formula", "string_concat"}  # held-out family dropped
     assert len(problems) + dropped == 12
-    bench = build_benchmark(n_per_family=EVAL_RESERVE // 10, seed=EVAL_SEED, families=["sum_formula", "string_concat"])
+    bench = build_benchmark(
+        n_per_family=EVAL_RESERVE // 10, seed=EVAL_SEED, families=["sum_formula", "string_concat"]
+    )
     evaluation = {code for split in bench.values() for code in split["input_code"]}
     assert not evaluation & {p["input_code"] for p in problems}
     with pytest.raises(ValueError, match="differ"):

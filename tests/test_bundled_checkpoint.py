@@ -50,9 +50,17 @@ def test_it_writes_a_whole_program():
     from perfrl_trl.trainer import RRHFConfig
 
     model, tok = load_model_and_tokenizer(BUNDLED_CHECKPOINT)
-    row = build_benchmark(n_per_family=10, seed=EVAL_SEED, families=["sum_formula"], heldout_families=())["test"][0]
-    config = RRHFConfig("/tmp/unused", report_to="none", max_completion_length=256, max_prompt_length=256,
-                        eval_num_beams=1, eval_num_return_sequences=1)
+    row = build_benchmark(n_per_family=10, seed=EVAL_SEED, families=["sum_formula"], heldout_families=())[
+        "test"
+    ][0]
+    config = RRHFConfig(
+        "/tmp/unused",
+        report_to="none",
+        max_completion_length=256,
+        max_prompt_length=256,
+        eval_num_beams=1,
+        eval_num_return_sequences=1,
+    )
     (programs,), (truncated,) = beam_programs(model, tok, [row["prompt"]], config)
     assert not truncated[0]
     compile(programs[0], "<generated>", "exec")

@@ -14,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Numbered references to a tracker or a log (a tracker word, then a number) and log words.
-WORK_LOG = re.compile(r"\b(?:issue|session|ticket)s?\s*#?\d+|\b(?:this|last|previous|earlier|next) session\b", re.I)
+WORK_LOG = re.compile(
+    r"\b(?:issue|session|ticket)s?\s*#?\d+|\b(?:this|last|previous|earlier|next) session\b", re.I
+)
 # Where a result file records a path of the machine that made it.
 MACHINE_PATH = re.compile(r'"(?:/root|/work|/tmp|/home|/Users)/')
 SKIP_SUFFIXES = {".png", ".safetensors", ".bin", ".pt", ".arrow", ".gz", ".zip"}
@@ -38,7 +40,9 @@ def test_the_patterns_catch_what_they_are_for():
     assert WORK_LOG.search(f"see {issue} 18's target") and WORK_LOG.search(f"({session} 14)")
     assert WORK_LOG.search(f"as in {issue}s #3") and WORK_LOG.search(f"measured this {session.lower()}")
     assert not WORK_LOG.search("a new session with a scrubbed environment; stage 2; 18 issues found")
-    assert MACHINE_PATH.search('{"pie_dir": "/root/shared/pie"}') and not MACHINE_PATH.search('"../shared/pie"')
+    assert MACHINE_PATH.search('{"pie_dir": "/root/shared/pie"}') and not MACHINE_PATH.search(
+        '"../shared/pie"'
+    )
 
 
 def test_no_tracked_file_refers_to_a_work_log():
@@ -78,12 +82,18 @@ def test_the_readme_grpo_snippet_runs_as_written(tmp_path):
     (tmp_path / "snippet.py").write_text(code + check)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(
-        [sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, env=env,
+        [sys.executable, "snippet.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     logged = [line for line in done.stdout.splitlines() if line.startswith("LOGGED ")]
     assert logged, done.stdout[-2000:]
     history = json.loads(logged[0].removeprefix("LOGGED "))
-    rewards = [v for k, v in history.items() if k.startswith("rewards/unit_test_reward") and k.endswith("/mean")]
+    rewards = [
+        v for k, v in history.items() if k.startswith("rewards/unit_test_reward") and k.endswith("/mean")
+    ]
     assert rewards and 0.0 <= rewards[0] <= 2.0, history

@@ -27,7 +27,11 @@ def test_grpo_arguments_match_the_rrhf_candidates_batches_and_sampling(tmp_path)
         gradient_accumulation_steps=2, temperature=0.7, top_k=20, learning_rate=3e-5, seed=5, use_cpu=True,
     )  # fmt: skip
     args = grpo_arguments(config, str(tmp_path / "grpo"), save_strategy="steps", save_steps=3)
-    assert (args.num_generations, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (3, 12, 2)
+    assert (args.num_generations, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (
+        3,
+        12,
+        2,
+    )
     assert (args.temperature, args.top_k, args.learning_rate, args.seed) == (0.7, 20, 3e-5, 5)
     assert args.lr_scheduler_type.value == "constant" and args.beta == 0.0 and args.save_steps == 3
     one = RRHFConfig(str(tmp_path), num_random_samples=1, num_greedy_samples=0, use_cpu=True)

@@ -161,7 +161,9 @@ def test_the_counting_server_outlives_runs_that_fail_and_counts_the_same_after()
         assert worker.restarts == 0
         # Between runs the worker holds its counting server and nothing else: no session outlives its run.
         server = _counting_servers(ex)
-        assert len(server) == 1 and len(_descendants(worker.proc.pid)) <= 3  # bwrap's init, the worker, the server
+        assert (
+            len(server) == 1 and len(_descendants(worker.proc.pid)) <= 3
+        )  # bwrap's init, the worker, the server
         # The same server through whole judgements, whose plain runs (correctness first) the worker cleans up after
         # as after any run: it is paid for once, not per candidate.
         for k in range(3):

@@ -103,7 +103,9 @@ def test_rl_plot_is_per_update_and_shows_the_faster_than_target_rates(tmp_path):
     assert "faster than target (candidates)" not in svg  # every candidate point was None
     # Held-out panel first, with its intervals and size; candidates below, as a moving average over raw points.
     smoothed = [
-        {**h, "pass_rate_avg": 0.45, "eval_beats_target_ci": [0.05, 0.3], "eval_n": 320} if "eval_n" not in h else h
+        {**h, "pass_rate_avg": 0.45, "eval_beats_target_ci": [0.05, 0.3], "eval_n": 320}
+        if "eval_n" not in h
+        else h
         for h in history
     ]
     smoothed[0] = {"step": 0, "epoch": 0.0, "eval_beats_target_rate": 0.1, "eval_beats_target_ci": [0.05, 0.3],

@@ -163,7 +163,11 @@ def test_finetune_trains_a_folder_like_the_run_and_saves_it(train, tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"model_arch": "gpt"}, "--model_arch"), ({"model_size": "huge"}, "--model_size"), ({"dropout_rate": 1.5}, "--dropout_rate")],
+    [
+        ({"model_arch": "gpt"}, "--model_arch"),
+        ({"model_size": "huge"}, "--model_size"),
+        ({"dropout_rate": 1.5}, "--dropout_rate"),
+    ],
 )
 def test_model_arguments_name_the_bad_field(kwargs, field):
     from perfrl_trl.models import ModelArguments

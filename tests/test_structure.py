@@ -127,5 +127,7 @@ def test_recipes_do_not_import_each_other():
     for path in (ROOT / "examples").glob("*.py"):
         tree = ast.parse(path.read_text())
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        names |= {
+            n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+        }
         assert not names & recipes, f"{path.name} imports the recipe(s) {sorted(names & recipes)}"

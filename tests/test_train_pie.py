@@ -237,8 +237,15 @@ def test_presets_split_compare_and_default_alike_and_schedule_about_four_held_ou
     assert rl_eval_schedule(config.per_device_train_batch_size, config.gradient_accumulation_steps, 512, 1, script.rl_eval_points, 1) == {
         "eval_strategy": "steps", "eval_steps": 16
     }  # fmt: skip
-    assert rl_eval_schedule(config.per_device_train_batch_size, config.gradient_accumulation_steps, 30 * 8, 1, 4, 1)["eval_steps"] == 8  # 30 updates: 8, 16, 24, 30
-    assert rl_eval_schedule(config.per_device_train_batch_size, config.gradient_accumulation_steps, 512, 2, None, 1) == {"eval_strategy": "epoch"}
+    assert (
+        rl_eval_schedule(
+            config.per_device_train_batch_size, config.gradient_accumulation_steps, 30 * 8, 1, 4, 1
+        )["eval_steps"]
+        == 8
+    )  # 30 updates: 8, 16, 24, 30
+    assert rl_eval_schedule(
+        config.per_device_train_batch_size, config.gradient_accumulation_steps, 512, 2, None, 1
+    ) == {"eval_strategy": "epoch"}
     # The recipes save checkpoints there instead, and judge them after training.
     assert rl_checkpoint_schedule(8, 1, 512, 1, 4, 1) == {
         "eval_strategy": "no", "save_strategy": "steps", "save_only_model": True, "save_steps": 16
@@ -322,13 +329,18 @@ def test_rl_ablation_trains_each_lever_for_its_budget_and_pairs_it_with_the_star
     lever = rows["tune on faster only"]
     assert lever["overrides"] == {"tuning_min_reward": 2.0} and lever["updates"] >= 1  # the budget ends it
     assert lever["n"] == 3 and lever["vs_start"]["beats_p"] <= 1 and "vs_compare_defaults" not in lever
-    assert lever["vs_reference"]["beats_only_a"] == lever["vs_reference"]["beats_only_b"] == 0  # no shared problem
+    assert (
+        lever["vs_reference"]["beats_only_a"] == lever["vs_reference"]["beats_only_b"] == 0
+    )  # no shared problem
     ids = [o["problem_id"] for o in result["outcomes"]["bundled checkpoint"]]
     assert ids == [o["problem_id"] for o in result["outcomes"]["tune on faster only"]]
     # A second run resumes: the trained lever is kept, judged again, not retrained.
     trained = (out / "tune-on-faster-only" / "lever.json").read_text()
     proc = _launch(out, script=ABLATION, args=[*args, "--max_eval", "1"], accelerate=False)
-    assert "updates in" not in proc.stdout and (out / "tune-on-faster-only" / "lever.json").read_text() == trained
+    assert (
+        "updates in" not in proc.stdout
+        and (out / "tune-on-faster-only" / "lever.json").read_text() == trained
+    )
 
 
 def test_rl_ablation_names_an_unknown_lever(monkeypatch):

@@ -495,6 +495,7 @@ def test_rewrite_candidates_need_the_slow_program_column(models, tmp_path):
     rows = _rows((10,))
     for row in rows:
         row.pop("input_code")
+
     def length(prompts, completions, **_):  # a custom reward that needs no slow program
         return [float(len(c)) for c in completions]
 

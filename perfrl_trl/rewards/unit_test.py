@@ -201,7 +201,9 @@ class UnitTestRewardFunction:
         verdicts = self.executor.judge_many(jobs, progress=progress)
         return [self._details(v) for v in verdicts]
 
-    def _columns(self, completions: Sequence | None, columns: dict) -> tuple[Sequence, Sequence, Sequence | None]:
+    def _columns(
+        self, completions: Sequence | None, columns: dict
+    ) -> tuple[Sequence, Sequence, Sequence | None]:
         """The completions, tests and baselines of a TRL call (shared with the async subclass)."""
         if completions is None:
             raise ValueError(f"{type(self).__name__} needs `completions`")

@@ -74,7 +74,9 @@ def _make_problem(name: str, index: int, seed: int, seen: set[str], outputs: boo
         else:
             target, kind = best, "optimal"
         seen.add(slow)
-        tests = [{"input": inp, "output": run_reference(best, inp) if outputs else None} for inp in var.inputs]
+        tests = [
+            {"input": inp, "output": run_reference(best, inp) if outputs else None} for inp in var.inputs
+        ]
         return {
             "problem_id": f"bench/{name}/{index}",
             "family": name,
