@@ -20,8 +20,9 @@ from perfrl_trl.execution.counters import decide_by_count, find_instruction_coun
 
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 
-# It reads its working folder too: a count must not depend on where the sandbox runs it from.
-LOOP = "import os\nos.path.abspath('.')\nn = int(input())\ns = 0\nfor i in range(n):\n    s += i * i % 7\nprint(s)\n"
+# It reads its working folder too: a count must not depend on where the sandbox runs it from; and it imports
+# a module already loaded, which counted differently when the host had been started with SIGINT ignored.
+LOOP = "import os, signal\nos.path.abspath('.')\nn = int(input())\ns = 0\nfor i in range(n):\n    s += i * i % 7\nprint(s)\n"
 FAST = "n = int(input())\nprint(sum(i * i % 7 for i in range(n)))\n"
 
 
@@ -63,8 +64,10 @@ def test_no_counter_is_a_clear_error(tmp_path, monkeypatch):
 
 _OTHER_PROCESS = textwrap.dedent(
     """
-    import json, sys
+    import json, signal, sys
     from perfrl_trl.execution import ExecutionConfig, Executor
+    # Started as a shell starts a job in the background: what the counting server inherits must not count.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     program, tests = json.loads(sys.stdin.read())
     with Executor(ExecutionConfig(cost="instructions", workers=1)) as ex:
         print(ex.count_instructions(program, tests))
@@ -76,7 +79,8 @@ _OTHER_PROCESS = textwrap.dedent(
 def test_counts_are_exact_everywhere_and_leave_start_up_out(counting):
     tests = _tests(3000)
     # Another process counts at the same time, so both cores are busy (CPU time would move, counts must not),
-    # and it counts in a pool of its own: its own worker, calibration and valgrind start-up.
+    # and it counts in a pool of its own: its own worker, calibration and valgrind start-up, started with other
+    # signal dispositions.
     other = subprocess.Popen(
         [sys.executable, "-c", _OTHER_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )

@@ -296,11 +296,23 @@ def _start_counter(req):
             nofile = req["rlimits"]["RLIMIT_NOFILE"]
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
             _drop_uid(req)
+            # The server must start the same however the host was started: a signal ignored here (a shell
+            # ignores SIGINT for a job it puts in the background) stays ignored through exec, and that moved
+            # every count by thousands of instructions.
+            for sig in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
             counter = req["counter"]
             argv = [*counter["valgrind"], counter["python"], "-S", "-s", "-B", "-c", counter["runner"]]
             argv.append(json.dumps({"path": counter["path"], "filter": req["count_filter"]}))
             env = dict(os.environ)
             env["PYTHONHASHSEED"] = "0"  # str hashes, hence set and dict orders, the same in every run
+            # Libraries that stamp the date into what they build at import (numpy's f2py, imported with scipy)
+            # take it from here instead of the clock, whose digits moved a count by up to 76 instructions.
+            env["SOURCE_DATE_EPOCH"] = "0"
             os.execve(argv[0], argv, env)
         except BaseException:
             pass
