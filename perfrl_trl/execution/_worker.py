@@ -298,7 +298,7 @@ def _start_counter(req):
             _drop_uid(req)
             # The server must start the same however the host was started: a signal ignored here (a shell
             # ignores SIGINT for a job it puts in the background) stays ignored through exec, and that moved
-            # every count by thousands of instructions.
+            # counts by up to 165 instructions.
             for sig in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
                 try:
                     signal.signal(sig, signal.SIG_DFL)
