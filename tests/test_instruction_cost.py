@@ -151,7 +151,7 @@ def test_the_counting_server_outlives_runs_that_fail_and_counts_the_same_after()
     # One worker keeps one counting server for every counted run: runs that time out, crash or fail must
     # neither take it down nor change what it counts afterwards.
     tests = _tests(2000)
-    cfg = ExecutionConfig(cost="instructions", workers=1, count_timeout_s=20)
+    cfg = ExecutionConfig(cost="instructions", workers=1, count_timeout_s=6)  # the hang below waits it out
     with Executor(cfg) as ex:
         before = ex.count_instructions(LOOP, tests)
         worker = ex._pool.workers[0]
