@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 import time
 
@@ -22,19 +21,11 @@ from perfrl_trl.comparison import evaluate_models
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.data.benchmark.pretraining import EVAL_SEED
 from perfrl_trl.models import BUNDLED_CHECKPOINT
+from perfrl_trl.reporting import provenance
 from perfrl_trl.trainer import RRHFConfig
 
 MODES = ("cpu_time", "instructions")
 ENDPOINTS = ("passed", "optimized", "beats_target")
-
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return None
 
 
 def main():
@@ -50,7 +41,7 @@ def main():
         "benchmark": "cost_modes_heldout",
         "command": "python benchmarks/cost_modes_heldout.py "
         + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None),
-        "commit": _commit(),
+        "commit": provenance()["commit"],
         "model": "bundled",
         "n": len(rows),
         "modes": {},

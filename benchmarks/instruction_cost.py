@@ -35,7 +35,6 @@ import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from perfrl_trl.data.benchmark.build import generate_problems
 from perfrl_trl.data.pie import read_pairs, read_tests, split_of
 from perfrl_trl.execution import ExecutionConfig, Executor
 from perfrl_trl.metrics.arithmetic import SampleResult, aggregate
+from perfrl_trl.reporting import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 PIE_DIR = ROOT.parent / "shared" / "pie"
@@ -377,11 +377,10 @@ def main() -> None:
     fixed.close()
     results["run_length_series"] = synthetic(args.sizes, margin) if args.sizes else []
     results["determinism"] = determinism(pie[: args.repeat], records_by_source["pie"], margin)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     out = {
         "benchmark": "benchmarks/instruction_cost.py",
         "command": "python benchmarks/instruction_cost.py " + " ".join(sys.argv[1:]),
-        "commit": head.stdout.strip(),
+        "commit": provenance()["commit"],
         "cost_modes": ["cpu_time", "instructions"],
         "counter": counter,
         "cores": os.cpu_count(),

@@ -78,11 +78,12 @@ def main() -> None:
     runs = [json.loads(output) for output in outputs]
     first, second = runs
     same = [a == b for a, b in zip(first["pairs"], second["pairs"])]
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    from perfrl_trl.reporting import provenance
+
     out = {
         "benchmark": "benchmarks/instruction_table.py",
         "command": "python benchmarks/instruction_table.py " + " ".join(sys.argv[1:]),
-        "commit": head.stdout.strip(),
+        "commit": provenance()["commit"],
         "cost": "instructions",
         "counter": first["counter"],
         "wall_s": time.time() - started,

@@ -37,7 +37,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -49,6 +48,7 @@ from reward_reliability import PIE_DIR, load_sample
 from reward_throughput import ROLES, ExecutorRule, ratio_interval, reference_speedups, summarise
 
 from perfrl_trl.execution import ExecutionConfig, Executor, Tier
+from perfrl_trl.reporting import provenance
 
 BACKENDS = ("local", "ray")
 
@@ -289,9 +289,7 @@ def main() -> None:
 
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        version = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip()
+        version = provenance()["commit"]
         result = {
             "code_version": version,
             "n_pairs": len(pairs),

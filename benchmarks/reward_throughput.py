@@ -61,6 +61,7 @@ from reward_reliability import HARNESS, PIE_DIR, FreshInterpreterSandbox, _fresh
 from perfrl_trl.execution import ExecutionConfig, Executor, Tier
 from perfrl_trl.execution.sandbox import SandboxError
 from perfrl_trl.execution.timing import DECISIVE_MIN_BASELINE_S
+from perfrl_trl.reporting import provenance
 
 RULES = ("seed", "old_default", "new_default")
 ROLES = ("self", "target", "broken", "syntax")
@@ -446,9 +447,7 @@ def main() -> None:
 
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        version = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip()
+        version = provenance()["commit"]
         result = {
             "code_version": version,
             "n_pairs": len(pairs),

@@ -29,7 +29,7 @@ from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.metrics.intervals import wilson_interval
 from perfrl_trl.models import BUNDLED_CHECKPOINT
 from perfrl_trl.presets import preset_defaults
-from perfrl_trl.reporting import mcnemar_exact
+from perfrl_trl.reporting import mcnemar_exact, provenance
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 from perfrl_trl.trainer.callbacks import BudgetProgress, RLCurve, WallClockBudget
 
@@ -257,6 +257,7 @@ def main():
     with open(out, "w") as fh:
         json.dump(
             {
+                "provenance": provenance(),
                 "rl_seconds": args.rl_seconds,
                 "held_out": len(test),
                 "rl_prompts": len(rl_train),

@@ -39,6 +39,7 @@ from perfrl_trl.data import tests_only_split
 from perfrl_trl.data.benchmark import build_benchmark
 from perfrl_trl.models import BUNDLED_CHECKPOINT
 from perfrl_trl.presets import preset_defaults
+from perfrl_trl.reporting import provenance
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 from perfrl_trl.trainer.callbacks import RLCurve, WallClockBudget, curve_checkpoints, rl_checkpoint_schedule
 
@@ -127,6 +128,7 @@ def main():
         "per_family": per_family(evals, [SFT_ONLY, name]),
         "rl_curve": curve.history(trainer.candidate_log),
         "outcomes": evals[name].to_dict()["outcomes"],
+        "provenance": provenance(),
     }
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(result, fh, indent=1, default=str)

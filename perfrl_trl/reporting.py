@@ -6,6 +6,9 @@ import contextlib
 import json
 import math
 import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -168,16 +171,65 @@ def markdown_table(rows: dict[str, dict[str, Any]], notes: Sequence[str] = ()) -
     return out
 
 
+def provenance() -> dict[str, Any]:
+    """What made a result: the command line, and the package's commit when it runs from a git checkout of it.
+
+    ``commit`` is None for an installed wheel, or when git is missing; ``dirty`` says whether tracked files
+    differed from that commit, since a commit alone would then name code that did not run.
+
+    Example:
+        ```python
+        >>> sorted(provenance())
+        ['command', 'commit', 'dirty']
+        ```
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    commit, dirty = None, None
+    try:
+        git = ["git", "-C", package]
+        top = subprocess.run(
+            [*git, "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10
+        )
+        # Only this package's own checkout counts: an installed copy can sit inside someone else's repository
+        # (a virtualenv in a project folder), whose commit says nothing about this code.
+        if top.returncode == 0 and os.path.samefile(
+            os.path.join(top.stdout.strip(), os.path.basename(package)), package
+        ):
+            head = subprocess.run(
+                [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            )
+            status = subprocess.run(
+                [*git, "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            if head.returncode == 0 and status.returncode == 0:
+                commit, dirty = head.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return {"command": shlex.join(sys.argv), "commit": commit, "dirty": dirty}
+
+
 def write_results(
     path_prefix: str, rows: dict[str, dict[str, Any]], notes: Sequence[str] = (), extra: dict | None = None
 ) -> tuple[str, str]:
-    """Write ``<prefix>.json`` and ``<prefix>.md``; returns both paths."""
+    """Write ``<prefix>.json`` and ``<prefix>.md``, both naming the commit and command that made them (see
+    `provenance`); returns both paths."""
     os.makedirs(os.path.dirname(os.path.abspath(path_prefix)), exist_ok=True)
-    md = markdown_table(rows, notes)
+    made_by = provenance()
+    where = "not from a git checkout" if made_by["commit"] is None else f"commit {made_by['commit']}"
+    where += ", with local changes" if made_by["dirty"] else ""
+    md = markdown_table(rows, [*notes, f"Made by `{made_by['command']}` ({where})."])
     with open(path_prefix + ".md", "w") as fh:
         fh.write(md + "\n")
     with open(path_prefix + ".json", "w") as fh:
-        json.dump({"rows": rows, "notes": list(notes), **(extra or {})}, fh, indent=2, default=str)
+        json.dump(
+            {"rows": rows, "notes": list(notes), "provenance": made_by, **(extra or {})},
+            fh,
+            indent=2,
+            default=str,
+        )
     return path_prefix + ".json", path_prefix + ".md"
 
 

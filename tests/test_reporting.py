@@ -1,14 +1,21 @@
-"""Reporting: the Wilcoxon signed-rank test against brute force, the table's optional column, the RL plot."""
+"""Reporting: the Wilcoxon signed-rank test against brute force, the table's optional column, the RL plot, and
+the commit and command a result names."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
 import pytest
 
+from perfrl_trl import reporting
 from perfrl_trl.reporting import markdown_table, plot_rl_curves, wilcoxon_signed_rank
 
 
@@ -117,3 +124,67 @@ def test_rl_plot_is_per_update_and_shows_the_faster_than_target_rates(tmp_path):
     assert "pass (candidates), moving average" in svg
     old = (tmp_path / "pass.svg").read_text()
     assert "RL step (one regeneration pass)" in old and "faster than target (candidates)" in old
+
+
+_PROVENANCE = (
+    "import json, sys; sys.path.insert(0, sys.argv[1]); from perfrl_trl.reporting import provenance; "
+    "print(json.dumps(provenance()))"
+)
+
+
+def _git(cwd, *args) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _provenance_of_copy(site) -> dict:
+    """provenance() as a copy of reporting.py at ``site/perfrl_trl/`` reports it, in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PROVENANCE, str(site), "--flag"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(
+    shutil.which("git") is None, reason="git is not installed; provenance reads the commit with it"
+)
+def test_a_result_names_its_own_checkouts_commit_and_says_when_it_was_edited(tmp_path):
+    # The package's own checkout: its commit, clean until a tracked file changes.
+    own = tmp_path / "own"
+    (own / "perfrl_trl").mkdir(parents=True)
+    shutil.copy(reporting.__file__, own / "perfrl_trl" / "reporting.py")
+    (own / "perfrl_trl" / "__init__.py").write_text("")
+    _git(own, "init", "-q")
+    _git(own, "add", ".")
+    _git(own, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    clean = _provenance_of_copy(own)
+    assert clean["commit"] == _git(own, "rev-parse", "--short", "HEAD") and clean["dirty"] is False
+    assert clean["command"].endswith("--flag")
+    (own / "perfrl_trl" / "__init__.py").write_text("# edited\n")
+    assert _provenance_of_copy(own) == {**clean, "dirty": True}
+
+    # A copy installed inside someone else's repository (a virtualenv in a project) names no commit.
+    foreign = tmp_path / "project"
+    site = foreign / ".venv" / "lib" / "site-packages"
+    shutil.copytree(own / "perfrl_trl", site / "perfrl_trl")
+    (foreign / "README").write_text("someone else's project\n")
+    _git(foreign, "init", "-q")
+    _git(foreign, "add", ".")
+    _git(foreign, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    assert _provenance_of_copy(site)["commit"] is None
+    # Outside any repository, none either.
+    outside = tmp_path / "outside"
+    shutil.copytree(own / "perfrl_trl", outside / "perfrl_trl")
+    assert {k: v for k, v in _provenance_of_copy(outside).items() if k != "command"} == {
+        "commit": None,
+        "dirty": None,
+    }
+
+
+def test_written_results_name_the_command_and_commit_in_the_json_and_the_table(tmp_path):
+    json_path, md_path = reporting.write_results(str(tmp_path / "results"), {"m": {"percent_passed": 50.0}})
+    made_by = json.loads(Path(json_path).read_text())["provenance"]
+    assert made_by == reporting.provenance()
+    table = Path(md_path).read_text()
+    assert f"Made by `{made_by['command']}`" in table
+    assert (made_by["commit"] or "not from a git checkout") in table
