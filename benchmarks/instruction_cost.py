@@ -353,6 +353,7 @@ def main() -> None:
     if not PIE_DIR.is_dir():
         raise SystemExit(f"needs the PIE data in {PIE_DIR.relative_to(ROOT.parent)} (see its README)")
     started = time.time()
+    commit = provenance()["commit"]  # now: the checkout may move while this runs
     margin = ExecutionConfig().margin
     timing = Executor(ExecutionConfig(workers=1))
     counting = Executor(ExecutionConfig(workers=1, cost="instructions"))
@@ -380,7 +381,7 @@ def main() -> None:
     out = {
         "benchmark": "benchmarks/instruction_cost.py",
         "command": "python benchmarks/instruction_cost.py " + " ".join(sys.argv[1:]),
-        "commit": provenance()["commit"],
+        "commit": commit,
         "cost_modes": ["cpu_time", "instructions"],
         "counter": counter,
         "cores": os.cpu_count(),

@@ -69,7 +69,10 @@ def main() -> None:
         return
     if not PIE_DIR.is_dir():
         raise SystemExit("needs the PIE data in ../shared/pie (see its README)")
+    from perfrl_trl.reporting import provenance
+
     started = time.time()
+    commit = provenance()["commit"]  # now: the checkout may move while this runs
     cmd = [sys.executable, __file__, "--limit", str(args.limit), "--worker"]
     procs = [subprocess.Popen([*cmd, str(i)], stdout=subprocess.PIPE, text=True) for i in range(2)]
     outputs = [p.communicate()[0] for p in procs]
@@ -78,12 +81,10 @@ def main() -> None:
     runs = [json.loads(output) for output in outputs]
     first, second = runs
     same = [a == b for a, b in zip(first["pairs"], second["pairs"])]
-    from perfrl_trl.reporting import provenance
-
     out = {
         "benchmark": "benchmarks/instruction_table.py",
         "command": "python benchmarks/instruction_table.py " + " ".join(sys.argv[1:]),
-        "commit": provenance()["commit"],
+        "commit": commit,
         "cost": "instructions",
         "counter": first["counter"],
         "wall_s": time.time() - started,

@@ -216,6 +216,7 @@ def main() -> None:
     ref: list[float | None] = []
     chunks = [pairs[i : i + args.chunk] for i in range(0, len(pairs), args.chunk)]
     started = time.perf_counter()
+    commit = provenance()["commit"]  # now: the checkout may move while this runs
     daemons0 = ray_daemon_cpu(own_pids)
     try:
         lat = latency(backends, args.latency_n)
@@ -289,7 +290,7 @@ def main() -> None:
 
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        version = provenance()["commit"]
+        version = commit
         result = {
             "code_version": version,
             "n_pairs": len(pairs),

@@ -361,6 +361,7 @@ def main() -> None:
     per_chunk: list[dict] = []
     chunks = [pairs[i : i + args.chunk] for i in range(0, len(pairs), args.chunk)]
     started = time.perf_counter()
+    commit = provenance()["commit"]  # now: the checkout may move while this runs
     try:
         for c, chunk in enumerate(chunks):
             order = RULES[c % len(RULES) :] + RULES[: c % len(RULES)]
@@ -447,7 +448,7 @@ def main() -> None:
 
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        version = provenance()["commit"]
+        version = commit
         result = {
             "code_version": version,
             "n_pairs": len(pairs),

@@ -191,6 +191,7 @@ def plot_levers(rows: list[dict], path: str) -> str:
 
 def main():
     args, config = parse_args()
+    made_by = provenance()  # now: the checkout may move during a long run
     seed = config.seed if config.data_seed is None else config.data_seed
     data = build_benchmark(n_per_family=args.n_per_family, seed=seed)
     _, _, rl_train = tests_only_split(data["train"], args.tests_only_fraction, args.rl_prompts, seed)
@@ -257,7 +258,7 @@ def main():
     with open(out, "w") as fh:
         json.dump(
             {
-                "provenance": provenance(),
+                "provenance": made_by,
                 "rl_seconds": args.rl_seconds,
                 "held_out": len(test),
                 "rl_prompts": len(rl_train),

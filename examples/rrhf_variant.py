@@ -67,6 +67,7 @@ class VariantArguments:
 
 def main():
     variant, config = _parse()
+    made_by = provenance()  # now: the checkout may move during a long run
     with open(os.path.join(variant.compare_dir, "results.json")) as fh:
         saved = json.load(fh)
     # The compare run's RRHF stage's wall time, which its SFT-only arm was given too.
@@ -128,7 +129,7 @@ def main():
         "per_family": per_family(evals, [SFT_ONLY, name]),
         "rl_curve": curve.history(trainer.candidate_log),
         "outcomes": evals[name].to_dict()["outcomes"],
-        "provenance": provenance(),
+        "provenance": made_by,
     }
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(result, fh, indent=1, default=str)

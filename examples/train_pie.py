@@ -56,7 +56,7 @@ from perfrl_trl.energy import EnergyMeter, EnergyReading
 from perfrl_trl.metrics.intervals import wilson_interval
 from perfrl_trl.models import BUNDLED_CAUSAL_CHECKPOINT, BUNDLED_CHECKPOINT, ModelArguments
 from perfrl_trl.presets import PRESETS, preset_defaults
-from perfrl_trl.reporting import plot_loss_curves, plot_rl_arms, plot_rl_curves, write_results
+from perfrl_trl.reporting import plot_loss_curves, plot_rl_arms, plot_rl_curves, provenance, write_results
 from perfrl_trl.trainer import RRHFConfig, RRHFTrainer
 from perfrl_trl.trainer.callbacks import RLCurve, curve_checkpoints, rl_checkpoint_schedule
 from perfrl_trl.trainer.grpo import train_grpo
@@ -406,13 +406,15 @@ def write_report(
     history,
     sizes,
     started: float,
+    made_by: dict,
     loads: dict[str, tuple[float, float, float]] | None = None,
     grpo: GRPOArm | None = None,
 ):
     """Results: rows with training cost, paired tests, notes, the per-family table; the RL and SFT-loss plots.
 
     `loads` is the machine's load average (1, 5, 15 minutes) at the end of each arm, as a check that the arms
-    shared the machine alike. `grpo`: stage 2c's arm, paired with each of the others."""
+    shared the machine alike. `grpo`: stage 2c's arm, paired with each of the others. `made_by`: the run's
+    `provenance()`, read when it started."""
     out = config.output_dir
     rows = {name: e.summary for name, e in evals.items()}
     arms = [(SFT_ONLY, sft_only_energy), (rrhf_name, rl_energy)] + (
@@ -596,6 +598,7 @@ def write_report(
             **grpo_tests,
             **({"grpo_rl_curve": grpo.history} if grpo else {}),
         },
+        made_by=made_by,
     )
     if family_rows:
         with open(md_path, "a") as fh:
@@ -617,6 +620,7 @@ def main():
     script, config, model_args = parse_args()
     state = PartialState()
     started = time.monotonic()
+    made_by = provenance()  # now: the checkout may move during a long run
     out = config.output_dir
 
     # stage 0. data: SFT rows and RL prompts from train (split by problem), the curve from validation, the
@@ -683,6 +687,7 @@ def main():
         history,
         sizes,
         started,
+        made_by,
         loads,
         grpo,
     )

@@ -212,12 +212,21 @@ def provenance() -> dict[str, Any]:
 
 
 def write_results(
-    path_prefix: str, rows: dict[str, dict[str, Any]], notes: Sequence[str] = (), extra: dict | None = None
+    path_prefix: str,
+    rows: dict[str, dict[str, Any]],
+    notes: Sequence[str] = (),
+    extra: dict | None = None,
+    made_by: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """Write ``<prefix>.json`` and ``<prefix>.md``, both naming the commit and command that made them (see
-    `provenance`); returns both paths."""
+    """Write ``<prefix>.json`` and ``<prefix>.md``, both naming the commit and command that made them; returns
+    both paths.
+
+    Args:
+        made_by: `provenance()` as read when the run started; a long run should pass it, since the checkout can
+            move while it runs. Read now when not given.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path_prefix)), exist_ok=True)
-    made_by = provenance()
+    made_by = provenance() if made_by is None else made_by
     where = "not from a git checkout" if made_by["commit"] is None else f"commit {made_by['commit']}"
     where += ", with local changes" if made_by["dirty"] else ""
     md = markdown_table(rows, [*notes, f"Made by `{made_by['command']}` ({where})."])

@@ -14,6 +14,7 @@ from PIL import Image
 
 from perfrl_trl.models import create_pretrained, load_model_and_tokenizer
 from perfrl_trl.presets import preset_defaults
+from perfrl_trl.reporting import provenance
 from perfrl_trl.trainer.callbacks import rl_checkpoint_schedule, rl_eval_schedule
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_pie.py"
@@ -121,6 +122,10 @@ def test_train_pie_writes_table_plot_and_model(tmp_path):
     )
     assert "## Per family" in table
     assert table.strip() in proc.stdout  # printed at the end
+    # The run names what made it: this command line, and the commit of this checkout when it is one.
+    made_by = results["provenance"]
+    assert made_by["command"].startswith(str(SCRIPT)) and f"`{made_by['command']}`" in table
+    assert made_by["commit"] == provenance()["commit"]
 
     data = results["data"]
     assert data["labelled"] + data["tests_only"] == data["train"] and data["rl_prompts"] == 4
