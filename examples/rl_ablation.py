@@ -5,7 +5,7 @@ time from the same start, all judged together on the same held-out problems.
     python examples/rl_ablation.py --levers "compare defaults,tune on faster only" --rl_seconds 120
 
 Each lever is a set of `RRHFConfig` overrides on the compare preset (perfrl_trl/presets.py), trained from the
-bundled checkpoint on the compare preset's tests-only prompts. The held-out problems are a prefix of the compare
+bundled checkpoint on the compare preset's tests-only prompts (or, with ``"prompts": N``, on the first N of them). The held-out problems are a prefix of the compare
 preset's (same seed, same shuffle), so each lever is also paired, problem by problem, with a committed
 `--preset compare` run's RRHF arm (`--reference`). A lever's trained model is kept in its folder, so a stopped run
 resumes where it was.
@@ -47,6 +47,13 @@ LEVERS: dict[str, dict] = {
     "rank weight 0.25": {"rank_loss_weight": 0.25},
     "rank margin 0.1": {"rank_margin": 0.1},
     "faster only, learning rate x3": {"tuning_min_reward": 2.0, "learning_rate": 1.5e-4},
+    # The SFT term alone (RRHF's a = 0: imitate each prompt's best passing candidate), at three learning rates:
+    # whether the ranking term is what makes a larger step collapse the model.
+    "imitation only": {"rank_loss_weight": 0.0},
+    "imitation only, learning rate x3": {"rank_loss_weight": 0.0, "learning_rate": 1.5e-4},
+    "imitation only, learning rate x10": {"rank_loss_weight": 0.0, "learning_rate": 5e-4},
+    # Fewer prompts, seen several times: the budget's updates spent on 48 prompts instead of 130 or so.
+    "3 passes over 48 prompts": {"prompts": 48, "num_train_epochs": 3},
 }
 
 
@@ -101,6 +108,24 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+def lever_settings(name: str, config: RRHFConfig, rl_train):
+    """A lever's trainer settings and prompts: its overrides over `config`, one pass unless it says more."""
+    overrides = dict(LEVERS[name])
+    prompts = overrides.pop("prompts", None)
+    if prompts is not None:
+        rl_train = rl_train.select(range(min(prompts, len(rl_train))))
+    settings = {
+        "output_dir": os.path.join(config.output_dir, slug(name)),
+        "num_train_epochs": 1,
+        "max_steps": -1,
+        "lr_scheduler_type": "constant",
+        "eval_strategy": "no",
+        "disable_tqdm": True,  # the budget's own bar shows progress
+        **overrides,
+    }
+    return dataclasses.replace(config, **settings), rl_train
+
+
 def train_lever(name: str, config: RRHFConfig, rl_train, seconds: float) -> tuple[str, list[dict]]:
     """Train one lever for `seconds` from the bundled checkpoint; returns its folder and per-update rates."""
     out = os.path.join(config.output_dir, slug(name))
@@ -108,16 +133,7 @@ def train_lever(name: str, config: RRHFConfig, rl_train, seconds: float) -> tupl
     if os.path.exists(done):  # trained by an earlier, stopped run
         with open(done) as fh:
             return out, json.load(fh)["rl_curve"]
-    lever = dataclasses.replace(
-        config,
-        output_dir=out,
-        num_train_epochs=1,
-        max_steps=-1,
-        lr_scheduler_type="constant",
-        eval_strategy="no",
-        disable_tqdm=True,  # the budget's own bar shows progress
-        **LEVERS[name],
-    )
+    lever, rl_train = lever_settings(name, config, rl_train)
     curve = RLCurve()
     trainer = RRHFTrainer(
         str(BUNDLED_CHECKPOINT),
