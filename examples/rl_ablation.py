@@ -60,7 +60,11 @@ LEVERS: dict[str, dict] = {
 @dataclass
 class AblationArguments:
     levers: str = field(
-        default="all", metadata={"help": f"Comma-separated names of {list(LEVERS)}, or 'all'."}
+        default="all",
+        metadata={
+            "help": f"Comma-separated names of {list(LEVERS)}, or 'all' (a name with a comma in it is read "
+            "whole)."
+        },
     )
     rl_seconds: float = field(default=240.0, metadata={"help": "Each lever's RRHF wall time, seconds."})
     n_per_family: int = field(default=130, metadata={"help": "Bundled benchmark: problems per family."})
@@ -89,7 +93,14 @@ class AblationArguments:
     def lever_names(self) -> list[str]:
         if self.levers == "all":
             return list(LEVERS)
-        return [name.strip() for name in self.levers.split(",") if name.strip()]
+        # Some names hold a comma themselves: the longest run of pieces that names a lever is one name.
+        pieces, names, i = self.levers.split(","), [], 0
+        while i < len(pieces):
+            ends = [j for j in range(i + 1, len(pieces) + 1) if ",".join(pieces[i:j]).strip() in LEVERS]
+            end = max(ends, default=i + 1)
+            names.append(",".join(pieces[i:end]).strip())
+            i = end
+        return [name for name in names if name]
 
 
 def parse_args() -> tuple[AblationArguments, RRHFConfig]:

@@ -374,11 +374,16 @@ def test_rl_ablation_lever_takes_its_prompts_and_passes_over_the_compare_setting
     prompts = Dataset.from_dict({"prompt": [f"p{i}" for i in range(100)]})
     passes, chosen = rl_ablation.lever_settings("3 passes over 48 prompts", config, prompts)
     assert chosen["prompt"] == [f"p{i}" for i in range(48)] and passes.num_train_epochs == 3
-    assert passes.learning_rate == config.learning_rate == 5e-5 and passes.output_dir.endswith("3-passes-over-48-prompts")
+    assert passes.learning_rate == config.learning_rate == 5e-5 and passes.output_dir.endswith(
+        "3-passes-over-48-prompts"
+    )
     imitation, chosen = rl_ablation.lever_settings("imitation only, learning rate x10", config, prompts)
     assert len(chosen) == 100 and imitation.num_train_epochs == 1
     assert (imitation.rank_loss_weight, imitation.learning_rate) == (0.0, 5e-4)
     assert config.rank_loss_weight == 1.0  # the compare settings themselves are left as they were
+    levers = "imitation only,imitation only, learning rate x3,learning rate x3"
+    names = rl_ablation.AblationArguments(levers=levers).lever_names()
+    assert names == ["imitation only", "imitation only, learning rate x3", "learning rate x3"]
 
 
 def test_grpo_preset_starts_both_rl_arms_from_the_bundled_causal_checkpoint_on_the_compare_problems(
