@@ -504,3 +504,52 @@ def test_rewrite_candidates_need_the_slow_program_column(models, tmp_path):
     args = _args(tmp_path, max_steps=1, rewrite_candidates=1)
     with pytest.raises(ValueError, match=r"missing the column\(s\) \['input_code'\]"):
         RRHFTrainer(models["t5"], args=args, train_dataset=data, reward_funcs=length)
+
+
+@pytest.mark.parametrize("arch", ["t5", "decoder"])
+def test_the_update_forward_skips_copies_and_padding_with_the_same_log_probs_and_gradients(arch, models):
+    """Each prompt encoded once and rows in chunks of similar length: the one padded pass's numbers, less work."""
+    from perfrl_trl.collator import RRHFCandidateCollator
+    from perfrl_trl.trainer.forward import candidate_token_logps, length_chunks
+
+    model, tokenizer = load_model_and_tokenizer(models[arch])
+    seq2seq = arch == "t5"
+    collator = RRHFCandidateCollator.from_tokenizer(tokenizer, is_encoder_decoder=seq2seq)
+    examples = [
+        {
+            "prompt_ids": [5, 6, 7, 8],
+            "completion_ids": [[9], [10, 11, 12, 20, 21, 22], [13, 14]],
+            "rewards": [1, 2, 0],
+        },
+        {"prompt_ids": [15, 16], "completion_ids": [[17, 18], [19]], "rewards": [0.0, 1.0]},
+    ]
+    batch = collator(examples)
+    labels, group_ids = batch["labels"], batch["group_ids"]
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    assert ("position_ids" in inputs) == (not seq2seq)  # the decoder's batches are left-padded
+    results = []
+    for single_pass in (True, False):
+        model.zero_grad()
+        logps = candidate_token_logps(
+            model,
+            dict(inputs),
+            labels,
+            group_ids,
+            is_encoder_decoder=seq2seq,
+            single_pass=single_pass,
+            max_chunks=3,
+        )
+        # A loss that weighs every scored token differently, so that a misplaced one changes the gradients.
+        (logps * torch.arange(1, logps.numel() + 1).view_as(logps)).sum().backward()
+        results.append(
+            (logps.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    (padded, padded_grads), (chunked, chunked_grads) = results
+    scored = (labels if seq2seq else torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)) != -100
+    assert (padded[scored] < 0).all() and (padded[~scored] == 0).all()
+    torch.testing.assert_close(chunked, padded, rtol=1e-5, atol=1e-5)
+    assert padded_grads.keys() == chunked_grads.keys()
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(chunked_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert length_chunks([3, 7, 1, 2, 2], max_chunks=3) == [[2, 3, 4], [0], [1]]
+    assert length_chunks([5, 5, 5], max_chunks=4) == [[0, 1, 2]] and length_chunks([], 4) == []

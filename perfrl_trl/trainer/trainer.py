@@ -27,12 +27,13 @@ from ..generation import (
     sampling_config,
     tokenize_prompts,
 )
-from ..loss import SourceKind, count_normalisers, rrhf_loss, shift_labels
+from ..loss import SourceKind, count_normalisers, rrhf_loss_from_token_logps, shift_labels, token_log_probs
 from ..metrics.arithmetic import SampleResult, aggregate, best_of_k
 from ..metrics.scoring import score_programs
 from ..models import load_model_and_tokenizer, prepare_tokenizer
 from ..rewards import UnitTestRewardFunction
 from .config import RRHFConfig
+from .forward import candidate_token_logps
 from .model_card import write_model_card
 from .scoring import CandidateScorer
 from .sft import count_unfit_targets
@@ -501,21 +502,34 @@ class RRHFTrainer(Trainer):
 
     # -- step 3 and 4: rank and update ----------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """``L = a·L_rank + L_tuning`` over all candidates of the batch, from one forward pass."""
+        """``L = a·L_rank + L_tuning`` over all candidates of the batch (their log-probabilities from
+        `candidate_token_logps`: each prompt encoded once, rows in chunks of similar length)."""
         rewards, sources, group_ids = inputs.pop("rewards"), inputs.pop("sources"), inputs.pop("group_ids")
         speedups = inputs.pop("speedups", None)
         num_groups = inputs.pop("num_groups_in_batch", None)
         labels = inputs.pop("labels")
-        if self.is_encoder_decoder:
-            decoder_input_ids = self.accelerator.unwrap_model(model).prepare_decoder_input_ids_from_labels(
-                labels=labels
-            )
-            outputs = model(**inputs, decoder_input_ids=decoder_input_ids)
+        if return_outputs:  # the caller wants the logits: one padded pass
+            if self.is_encoder_decoder:
+                decoder_input_ids = self.accelerator.unwrap_model(
+                    model
+                ).prepare_decoder_input_ids_from_labels(labels=labels)
+                outputs = model(**inputs, decoder_input_ids=decoder_input_ids)
+            else:
+                outputs = model(**inputs)
+            token_logps, _ = token_log_probs(outputs.logits, self._loss_labels(labels))
         else:
-            outputs = model(**inputs)
+            outputs = None
+            token_logps = candidate_token_logps(
+                model,
+                inputs,
+                labels,
+                group_ids,
+                is_encoder_decoder=self.is_encoder_decoder,
+                single_pass=model is not self.accelerator.unwrap_model(model),
+            )
         args = self.args
-        out = rrhf_loss(
-            outputs.logits,
+        out = rrhf_loss_from_token_logps(
+            token_logps,
             self._loss_labels(labels),
             rewards,
             sources,
