@@ -262,7 +262,7 @@ def test_presets_split_compare_and_default_alike_and_schedule_about_four_held_ou
     compare = preset_defaults("compare")
     different = {k for k in compare if compare[k] != default.get(k)}
     assert different == {"output_dir", "n_per_family", "rl_prompts", "max_eval", "val_size", "rl_eval_points"}
-    assert default["generation_batch_size"] == 16 and default["rl_prompts"] == 32
+    assert default["generation_batch_size"] == 16 and default["rl_prompts"] == 104
     with pytest.raises(ValueError, match="tests_only_fraction"):
         _parse_train_pie(monkeypatch, tmp_path, "--tests_only_fraction", "1")
 
