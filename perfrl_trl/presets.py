@@ -77,8 +77,9 @@ DEFAULT = dict(
 )
 
 # RRHF against GRPO (TRL's GRPOTrainer, stage 2c) and SFT-only, from the bundled causal checkpoint, on the compare
-# preset's 507 held-out problems: 128 tests-only prompts for RRHF (16 updates, about 6 minutes on 2 CPU cores),
-# and its wall time for each other arm; the curve's two points on 160 validation problems.
+# preset's 507 held-out problems: 128 tests-only prompts for RRHF (16 updates; about 6 minutes on 2 CPU cores
+# before the update's faster pass), and its wall time for each other arm; the curve's two points on 160
+# validation problems.
 GRPO = dict(
     COMPARE,
     model_name_or_path="bundled-causal",
