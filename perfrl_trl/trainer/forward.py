@@ -105,14 +105,14 @@ def candidate_token_logps(
 
     Args:
         model: The model as the trainer calls it.
-        single_pass: One padded pass through `model` as it is, with nothing shared: what a wrapped model (DDP)
-            needs, whose gradient hooks expect one forward of the whole model per backward.
         inputs: The collated batch without its RRHF columns: ``input_ids``, ``attention_mask`` (and
             ``position_ids`` for left-padded decoder-only batches).
         labels: ``[N, T]`` as collated (decoder-only: not shifted).
         group_ids: ``[N]``, the prompt of each row.
         is_encoder_decoder: The batch's layout.
         max_chunks: The most chunks the rows run in; 1 is the single padded pass.
+        single_pass: One padded pass through `model` as it is, with nothing shared: what a wrapped model (DDP)
+            needs, whose gradient hooks expect one forward of the whole model per backward.
         ignore_index: Label of unscored positions.
     """
     if single_pass:
