@@ -550,6 +550,8 @@ def test_the_update_forward_skips_copies_and_padding_with_the_same_log_probs_and
     torch.testing.assert_close(chunked, padded, rtol=1e-5, atol=1e-5)
     assert padded_grads.keys() == chunked_grads.keys()
     for name, grad in padded_grads.items():
-        torch.testing.assert_close(chunked_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+        # float32 sums in another order (and, with two threads, another split): errors scale with the gradient
+        scale = max(1.0, grad.abs().max().item())
+        torch.testing.assert_close(chunked_grads[name], grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
     assert length_chunks([3, 7, 1, 2, 2], max_chunks=3) == [[2, 3, 4], [0], [1]]
     assert length_chunks([5, 5, 5], max_chunks=4) == [[0, 1, 2]] and length_chunks([], 4) == []
