@@ -139,26 +139,24 @@ def candidate_token_logps(
     else:
         lengths = (torch.where(scored, columns + 1, 0).max(dim=1).values).tolist()
     chunks = length_chunks(lengths, max_chunks) if max_chunks > 1 else [list(range(len(lengths)))]
-    token_logps = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+    parts = []
     for rows in chunks:
         index = torch.tensor(rows, device=labels.device)
         length = max(1, max(lengths[i] for i in rows))
         span = slice(width - length, width) if left else slice(0, length)
-        if is_encoder_decoder:
-            chunk = {
-                "encoder_outputs": (inputs["encoder_outputs"][0][index],)
-                if "encoder_outputs" in inputs
-                else None,
-                "input_ids": None if "encoder_outputs" in inputs else inputs["input_ids"][index],
-                "attention_mask": inputs["attention_mask"][index],
-                "decoder_input_ids": decoder_input_ids[index, span],
-            }
-            chunk = {k: v for k, v in chunk.items() if v is not None}
+        if is_encoder_decoder:  # the prompt side whole, the decoder side cut to the chunk's length
+            chunk = {k: v[index] for k, v in inputs.items() if k != "encoder_outputs"}
+            if "encoder_outputs" in inputs:
+                chunk["encoder_outputs"] = (inputs["encoder_outputs"][0][index],)
+            chunk["decoder_input_ids"] = decoder_input_ids[index, span]
         else:
             chunk = {k: v[index, span] for k, v in inputs.items()}
-        logits = model(**chunk).logits
-        logps, _ = token_log_probs(logits, loss_labels[index, span], ignore_index)
-        rows_logps = torch.zeros((len(rows), width), dtype=logps.dtype, device=logps.device)
-        rows_logps[:, span] = logps
-        token_logps = token_logps.index_copy(0, index, rows_logps.to(token_logps.dtype))
-    return token_logps
+        logps, _ = token_log_probs(model(**chunk).logits, loss_labels[index, span], ignore_index)
+        pad = (width - length, 0) if left else (0, width - length)
+        parts.append(torch.nn.functional.pad(logps.float(), pad))
+    # Back to the batch's row order: row r sits at its place in the concatenated chunks.
+    place = torch.empty(len(lengths), dtype=torch.long, device=labels.device)
+    place[torch.tensor([r for rows in chunks for r in rows], device=labels.device)] = torch.arange(
+        len(lengths), device=labels.device
+    )
+    return torch.cat(parts)[place]
