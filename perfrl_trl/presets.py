@@ -62,15 +62,15 @@ ADAPT = dict(
     max_prompt_length=512,
     max_completion_length=512,
 )
-# About 12 minutes on 2 CPU cores, from the bundled checkpoint: the compare preset, smaller (its curve's two
-# held-out points and the start on 48 validation problems). 160 prompts are 20 updates, as many as the compare
-# settings made in 240 s in the ablation's third round (docs/results.md), where they beat the start on 507
-# held-out problems by 46 to 7; judged on every one of the 78 test problems that 20 per family give.
+# About 10 minutes on 2 CPU cores, from the bundled checkpoint: the compare preset, smaller (its curve's two
+# held-out points and the start on 48 validation problems). 104 prompts are 13 updates, as many as the compare
+# settings made in 240 s in the ablation (docs/results.md), where they beat the start on 507 held-out problems
+# in one round of two.
 DEFAULT = dict(
     COMPARE,
     n_per_family=20,
-    rl_prompts=160,
-    max_eval=78,
+    rl_prompts=104,
+    max_eval=48,
     val_size=48,
     rl_eval_points=2,
     generation_batch_size=16,
