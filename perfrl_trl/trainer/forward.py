@@ -154,9 +154,6 @@ def candidate_token_logps(
         logps, _ = token_log_probs(model(**chunk).logits, loss_labels[index, span], ignore_index)
         pad = (width - length, 0) if left else (0, width - length)
         parts.append(torch.nn.functional.pad(logps.float(), pad))
-    # Back to the batch's row order: row r sits at its place in the concatenated chunks.
-    place = torch.empty(len(lengths), dtype=torch.long, device=labels.device)
-    place[torch.tensor([r for rows in chunks for r in rows], device=labels.device)] = torch.arange(
-        len(lengths), device=labels.device
-    )
-    return torch.cat(parts)[place]
+    # Back to the batch's row order: the inverse of the order the chunks put the rows in.
+    order = torch.tensor([r for rows in chunks for r in rows], device=labels.device)
+    return torch.cat(parts)[order.argsort()]
