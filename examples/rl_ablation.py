@@ -58,6 +58,9 @@ LEVERS: dict[str, dict] = {
     # from the mode (temperature 1, where samples pass about 40% against the decode's 65%) may not reach.
     "sampling temperature 0.7": {"temperature": 0.7},
     "sampling temperature 0.5": {"temperature": 0.5},
+    # Groups whose candidates all tie (a fifth of them at temperature 1) replaced by groups of fresh prompts
+    # before each update; groups judged beyond a step's need train in the next.
+    "dynamic sampling": {"dynamic_sampling_batches": 2},
 }
 
 
@@ -136,6 +139,7 @@ def lever_settings(name: str, config: RRHFConfig, rl_train):
         "lr_scheduler_type": "constant",
         "eval_strategy": "no",
         "disable_tqdm": True,  # the budget's own bar shows progress
+        "logging_steps": 1,  # every update's loss and metrics, kept in lever.json
         **overrides,
     }
     return dataclasses.replace(config, **settings), rl_train
@@ -168,6 +172,7 @@ def train_lever(name: str, config: RRHFConfig, rl_train, seconds: float) -> tupl
                 "seconds": time.monotonic() - started,
                 "updates": trainer.state.global_step,
                 "rl_curve": history,
+                "log_history": trainer.state.log_history,
             },
             fh,
             indent=1,

@@ -53,6 +53,7 @@ __all__ = [
     "RRHFOutput",
     "SourceKind",
     "count_normalisers",
+    "groups_with_signal",
     "outranks",
     "pairwise_sequence_scores",
     "rank_loss",
@@ -474,6 +475,22 @@ def count_normalisers(
     return int(plan.best_tokens), int(plan.groups_with_signal)
 
 
+def groups_with_signal(
+    labels: torch.Tensor,
+    rewards: torch.Tensor,
+    sources: torch.Tensor | None = None,
+    group_ids: torch.Tensor | None = None,
+    *,
+    group_size: int | None = None,
+    options: RRHFLossOptions | None = None,
+    speedups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Which groups form at least one ranked pair: a ``[num_groups]`` bool tensor, in group order. A group whose
+    candidates all tie gives the rank loss nothing (dynamic sampling replaces such groups)."""
+    plan = _plan(labels, rewards, sources, group_ids, group_size, options or RRHFLossOptions(), speedups)
+    return plan.signal
+
+
 @dataclass
 class _Plan:
     """Which pairs are ranked and which candidates are imitated, decided from rewards and speed-ups alone."""
@@ -485,7 +502,11 @@ class _Plan:
     best: torch.Tensor  # [G]
     tuned: torch.Tensor  # [G] bool: the group has a tuning term
     best_tokens: torch.Tensor
-    groups_with_signal: torch.Tensor
+    signal: torch.Tensor  # [G] bool: the group forms a ranked pair
+
+    @property
+    def groups_with_signal(self) -> torch.Tensor:
+        return self.signal.sum()
 
 
 def _plan(labels, rewards, sources, group_ids, group_size, o: RRHFLossOptions, speedups) -> _Plan:
@@ -500,7 +521,7 @@ def _plan(labels, rewards, sources, group_ids, group_size, o: RRHFLossOptions, s
     best_tokens = ((labels[best] != o.ignore_index) & tuned[:, None]).sum()
     signal = torch.zeros(num_groups, dtype=torch.bool, device=labels.device)
     signal = signal.index_put((gid,), pairs.any(dim=1), accumulate=True)
-    return _Plan(rewards, gid, num_groups, pairs, best, tuned, best_tokens, signal.sum())
+    return _Plan(rewards, gid, num_groups, pairs, best, tuned, best_tokens, signal)
 
 
 def _at_least_one(count: int | torch.Tensor) -> int | torch.Tensor:

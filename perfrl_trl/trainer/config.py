@@ -56,6 +56,14 @@ class RRHFConfig(TrainingArguments):
             then one update behind the policy (RRHF's loss needs no old log-probabilities, so nothing else
             changes). The last step of an epoch and of the run generate nothing ahead, and a run resumed from a
             checkpoint generates its first step's candidates anew. Off: the paper's on-policy loop.
+        dynamic_sampling_batches (`int`, *optional*, defaults to `0`):
+            Dynamic sampling (DAPO; verl's `filter_groups`): groups whose candidates all tie, which form no
+            ranked pair, are replaced before the update by groups of fresh prompts, drawn from the training data
+            a micro-batch at a time, at most this many extra micro-batches per step. A step that is still short
+            keeps some of its groups without signal, so every step trains on as many prompts as without it;
+            groups with signal beyond a step's need train first in the next step (one update behind the policy,
+            as with `generate_ahead`), so none is thrown away. The prompts drawn extra are the epoch's next
+            ones, so an epoch ends in fewer steps. `0`: off.
         repetition_penalty (`float`, *optional*, defaults to `1.0`):
             Generation repetition penalty (`> 1.0` discourages repeats, a guard against degenerate programs).
         no_repeat_ngram_size (`int`, *optional*, defaults to `0`):
@@ -200,6 +208,13 @@ class RRHFConfig(TrainingArguments):
             "them while the model trains (one update off-policy)."
         },
     )
+    dynamic_sampling_batches: int = field(
+        default=0,
+        metadata={
+            "help": "Replace groups whose candidates all tie with groups of fresh prompts before each update, "
+            "drawing at most this many extra micro-batches per step (DAPO's dynamic sampling); 0: off."
+        },
+    )
 
     # Reward
     reward_r1: float = field(
@@ -314,6 +329,7 @@ class RRHFConfig(TrainingArguments):
             "no_repeat_ngram_size",
             "top_k",
             "rewrite_candidates",
+            "dynamic_sampling_batches",
         ):
             if getattr(self, name) < 0:
                 fail(name, ">= 0")
