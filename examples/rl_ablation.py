@@ -58,9 +58,9 @@ LEVERS: dict[str, dict] = {
     # from the mode (temperature 1, where samples pass about 40% against the decode's 65%) may not reach.
     "sampling temperature 0.7": {"temperature": 0.7},
     "sampling temperature 0.5": {"temperature": 0.5},
-    # Groups whose candidates all tie (a fifth of them at temperature 1) replaced by groups of fresh prompts
-    # before each update; groups judged beyond a step's need train in the next.
-    "dynamic sampling": {"dynamic_sampling_batches": 2},
+    # Groups that give the loss nothing (candidates that all fail) replaced by groups of fresh prompts before
+    # each update; groups judged beyond a step's need train in the next.
+    "dynamic sampling (empty groups)": {"dynamic_sampling_batches": 2},
 }
 
 

@@ -53,7 +53,7 @@ __all__ = [
     "RRHFOutput",
     "SourceKind",
     "count_normalisers",
-    "groups_with_signal",
+    "groups_with_loss_terms",
     "outranks",
     "pairwise_sequence_scores",
     "rank_loss",
@@ -475,7 +475,7 @@ def count_normalisers(
     return int(plan.best_tokens), int(plan.groups_with_signal)
 
 
-def groups_with_signal(
+def groups_with_loss_terms(
     labels: torch.Tensor,
     rewards: torch.Tensor,
     sources: torch.Tensor | None = None,
@@ -485,10 +485,25 @@ def groups_with_signal(
     options: RRHFLossOptions | None = None,
     speedups: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Which groups form at least one ranked pair: a ``[num_groups]`` bool tensor, in group order. A group whose
-    candidates all tie gives the rank loss nothing (dynamic sampling replaces such groups)."""
+    """Which groups give the loss a term: a ranked pair, or a best candidate that the tuning term imitates
+    (``[num_groups]`` bool, in group order).
+
+    A group with neither adds nothing to the update: with unit-test rewards (``tuning_min_reward`` R3), a group
+    whose candidates all fail and tie. A group whose candidates all pass and tie forms no pair but still has a
+    program to imitate. Dynamic sampling replaces the groups without a term.
+
+    Example:
+    ```python
+    >>> labels = torch.ones(6, 3, dtype=torch.long)
+    >>> rewards = torch.tensor([1.3, 1.3, 1.0, 1.0, 2.0, 0.0])  # passing tie, failing tie, a pair
+    >>> options = RRHFLossOptions(tuning_min_reward=1.3)
+    >>> groups_with_loss_terms(labels, rewards, group_ids=torch.tensor([0, 0, 1, 1, 2, 2]), options=options)
+    tensor([ True, False,  True])
+
+    ```
+    """
     plan = _plan(labels, rewards, sources, group_ids, group_size, options or RRHFLossOptions(), speedups)
-    return plan.signal
+    return plan.signal | plan.tuned
 
 
 @dataclass

@@ -571,7 +571,7 @@ class _BatchRecordingTrainer(RRHFTrainer):
 
 def _mostly_tests_only(n_rows=12):
     """One labelled row in three: its group (greedy decode and target) ranks the passing target first; a
-    tests-only row's group is its greedy decode alone, which forms no pair."""
+    tests-only row's group is its greedy decode alone, which forms no pair and, failing, has nothing to imitate."""
     rows = _rows(tuple(range(10, 10 + n_rows)))
     for i, row in enumerate(rows):
         if i % 3:
@@ -580,7 +580,7 @@ def _mostly_tests_only(n_rows=12):
 
 
 @pytest.mark.parametrize("extra", [0, 4])
-def test_dynamic_sampling_trains_on_groups_with_signal(models, tmp_path, extra):
+def test_dynamic_sampling_trains_on_groups_with_a_loss_term(models, tmp_path, extra):
     from perfrl_trl.loss import SourceKind
 
     args = _args(
@@ -598,20 +598,20 @@ def test_dynamic_sampling_trains_on_groups_with_signal(models, tmp_path, extra):
     labelled = [SourceKind.TARGET in group for batch in trainer.trained for group in batch]
     logged = [h for h in trainer.state.log_history if "loss" in h]
     if extra:
-        # Every tied group was replaced by a labelled one drawn from the epoch's next prompts.
+        # Every empty group was replaced by a labelled one drawn from the epoch's next prompts.
         assert all(labelled)
         assert sum(h["dynamic_sampling/extra_batches"] for h in logged) > 0
-        assert all(h["dynamic_sampling/tied_groups_trained"] == 0 for h in logged)
+        assert all(h["dynamic_sampling/empty_groups_trained"] == 0 for h in logged)
     else:
-        assert not all(labelled)  # without it, tests-only rows' tied groups are trained on
+        assert not all(labelled)  # without it, tests-only rows' empty groups are trained on
         assert not any("dynamic_sampling/extra_batches" in h for h in logged)
 
 
-def test_dynamic_sampling_keeps_tied_groups_when_short_and_ends_the_epoch_early(models, tmp_path):
+def test_dynamic_sampling_keeps_empty_groups_when_short_and_ends_the_epoch_early(models, tmp_path):
     from perfrl_trl.loss import SourceKind
 
     # Six rows, one labelled: the first step draws every extra micro-batch it may (2) and, still short, keeps
-    # a tied group; the epoch's prompts then run out, so its third step never comes.
+    # an empty group; the epoch's prompts then run out, so its third step never comes.
     data = _mostly_tests_only(6).map(lambda row, i: {"target_code": row["target_code"] if i == 0 else None},
                                      with_indices=True)  # fmt: skip
     args = _args(tmp_path, num_train_epochs=1, num_random_samples=0, seed=3, dynamic_sampling_batches=2)
@@ -622,12 +622,12 @@ def test_dynamic_sampling_keeps_tied_groups_when_short_and_ends_the_epoch_early(
     assert len(batch) == 2 and sum(SourceKind.TARGET in group for group in batch) == 1
     [logged] = [h for h in trainer.state.log_history if "loss" in h]
     assert logged["dynamic_sampling/extra_batches"] == 2
-    assert logged["dynamic_sampling/tied_groups_trained"] == 0.5
+    assert logged["dynamic_sampling/empty_groups_trained"] == 0.5
 
 
 def test_dynamic_sampling_carries_the_groups_a_step_has_no_room_for(models, tmp_path):
     """Judged for real: a step short of groups with signal draws a micro-batch, trains on what it needs, and the
-    next step trains first on the group left over; when the prompts run out it keeps a tied group."""
+    next step trains first on the group left over; when the prompts run out it keeps an empty group."""
     from perfrl_trl.loss import SourceKind
 
     rows = _rows((10, 11, 12, 13, 14, 15))
@@ -651,9 +651,9 @@ def test_dynamic_sampling_carries_the_groups_a_step_has_no_room_for(models, tmp_
     # One group with signal of two; the drawn micro-batch has two more: one fills the step, one is carried.
     assert step([labelled[0], tests_only[0]], [[labelled[1], labelled[2]]]) == [True, True]
     assert len(trainer._carry) == 1
-    # The carried group comes first; the prompts have run out, so a tied group fills the step.
+    # The carried group comes first; the prompts have run out, so an empty group fills the step.
     assert step([tests_only[1], tests_only[2]], []) == [True, False]
     assert trainer._carry == []
     logged = trainer._metrics["train"]
     assert logged["dynamic_sampling/extra_batches"] == [1.0, 0.0]
-    assert logged["dynamic_sampling/tied_groups_trained"] == [0.0, 0.5]
+    assert logged["dynamic_sampling/empty_groups_trained"] == [0.0, 0.5]

@@ -57,13 +57,15 @@ class RRHFConfig(TrainingArguments):
             changes). The last step of an epoch and of the run generate nothing ahead, and a run resumed from a
             checkpoint generates its first step's candidates anew. Off: the paper's on-policy loop.
         dynamic_sampling_batches (`int`, *optional*, defaults to `0`):
-            Dynamic sampling (DAPO; verl's `filter_groups`): groups whose candidates all tie, which form no
-            ranked pair, are replaced before the update by groups of fresh prompts, drawn from the training data
-            a micro-batch at a time, at most this many extra micro-batches per step. A step that is still short
-            keeps some of its groups without signal, so every step trains on as many prompts as without it;
-            groups with signal beyond a step's need train first in the next step (one update behind the policy,
-            as with `generate_ahead`), so none is thrown away. The prompts drawn extra are the epoch's next
-            ones, so an epoch ends in fewer steps. `0`: off.
+            Dynamic sampling (DAPO; verl's `filter_groups`), as it applies to RRHF: groups that give the loss
+            nothing, with no ranked pair and no program to imitate (with unit-test rewards, candidates that all
+            fail), are replaced before the update by groups of fresh prompts, drawn from the training data a
+            micro-batch at a time, at most this many extra micro-batches per step. A group whose candidates all
+            pass and tie is kept: the tuning term imitates it. A step that is still short keeps some empty
+            groups, so every step trains on as many prompts as without it; groups beyond a step's need train
+            first in the next step (one update behind the policy, as with `generate_ahead`), so none is thrown
+            away. The prompts drawn extra are the epoch's next ones, so an epoch ends in fewer steps. With
+            `tuning_min_reward` unset and a custom reward every group is imitated, so none is replaced. `0`: off.
         repetition_penalty (`float`, *optional*, defaults to `1.0`):
             Generation repetition penalty (`> 1.0` discourages repeats, a guard against degenerate programs).
         no_repeat_ngram_size (`int`, *optional*, defaults to `0`):
@@ -211,8 +213,9 @@ class RRHFConfig(TrainingArguments):
     dynamic_sampling_batches: int = field(
         default=0,
         metadata={
-            "help": "Replace groups whose candidates all tie with groups of fresh prompts before each update, "
-            "drawing at most this many extra micro-batches per step (DAPO's dynamic sampling); 0: off."
+            "help": "Replace groups that give the loss nothing (all candidates fail and tie) with groups of fresh "
+            "prompts before each update, drawing at most this many extra micro-batches per step (DAPO's dynamic "
+            "sampling); 0: off."
         },
     )
 
