@@ -15,6 +15,12 @@ from perfrl_trl.generation import (
 )
 
 
+def base_generation_config_for_tests():
+    from transformers import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=8, pad_token_id=0, eos_token_id=2)
+
+
 def drawn_frequencies(warpers, scores: torch.Tensor, n: int) -> torch.Tensor:
     """How often each token is drawn over ``n`` rows that all have ``scores``."""
     rows = scores.expand(n, -1).clone()
@@ -59,12 +65,6 @@ def test_inverse_cdf_draw_never_picks_a_zero_probability_token_at_the_edge():
     torch.manual_seed(1)
     out = InverseCDFSampler()(None, scores)
     assert out.argmax(dim=-1).eq(3).all()
-
-
-def base_generation_config_for_tests():
-    from transformers import GenerationConfig
-
-    return GenerationConfig(max_new_tokens=8, pad_token_id=0, eos_token_id=2)
 
 
 def test_warpers_match_the_config_and_fall_back_for_others():
