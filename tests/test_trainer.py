@@ -639,7 +639,7 @@ def test_dynamic_sampling_carries_the_groups_a_step_has_no_room_for(models, tmp_
     device = trainer.args.device
 
     def step(first, later):
-        batches = trainer._replace_groups_without_signal(
+        batches = trainer._replace_empty_groups(
             [trainer._score(trainer._generate(first))], iter(later), device
         )
         [batch] = batches

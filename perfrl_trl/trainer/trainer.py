@@ -359,14 +359,7 @@ class RRHFTrainer(Trainer):
                     ],
                     dtype=torch.float64,
                 )
-        _, with_signal = count_normalisers(
-            self._loss_labels(batch["labels"]),
-            batch["rewards"],
-            batch["sources"],
-            batch["group_ids"],
-            options=self.loss_options,
-            speedups=batch["speedups"],
-        )
+        _, with_signal = count_normalisers(**self._plan_inputs(batch))
         stats[8:] = torch.tensor([len(candidates), len(candidates) - with_signal], dtype=torch.float64)
         stats = self.accelerator.reduce(stats.to(self.accelerator.device), reduction="sum").cpu()
         reward_t = self.accelerator.gather(torch.tensor(rewards, device=self.accelerator.device)).float()
@@ -439,7 +432,7 @@ class RRHFTrainer(Trainer):
                 self._ahead = (epoch_iterator, [self._generate(rows) for rows in upcoming])
         scored = [self._score(g) for g in generated]
         if self.args.dynamic_sampling_batches > 0 and scored:
-            batches = self._replace_groups_without_signal(scored, epoch_iterator, device)
+            batches = self._replace_empty_groups(scored, epoch_iterator, device)
         else:
             batches = [batch for _, batch in scored]
         self._log_cache_stats(before, self._executor_stats())
@@ -450,7 +443,7 @@ class RRHFTrainer(Trainer):
             b["num_groups_in_batch"] = num_groups
         return batches, num_best_tokens
 
-    def _replace_groups_without_signal(
+    def _replace_empty_groups(
         self, scored: list[tuple[list[dict], dict[str, torch.Tensor]]], epoch_iterator, device: torch.device
     ) -> list[dict[str, torch.Tensor]]:
         """Dynamic sampling: the step's groups that give the loss nothing (no ranked pair and nothing to imitate:
@@ -466,14 +459,7 @@ class RRHFTrainer(Trainer):
         empty: list[dict] = []
 
         def sort(examples: list[dict], batch: dict[str, torch.Tensor]) -> None:
-            useful = groups_with_loss_terms(
-                self._loss_labels(batch["labels"]),
-                batch["rewards"],
-                batch["sources"],
-                batch["group_ids"],
-                options=self.loss_options,
-                speedups=batch["speedups"],
-            )
+            useful = groups_with_loss_terms(**self._plan_inputs(batch))
             assert useful.numel() == len(examples)  # the collator numbers groups by example
             for example, has_term in zip(examples, useful.tolist()):
                 (kept if has_term else empty).append(example)
@@ -505,17 +491,7 @@ class RRHFTrainer(Trainer):
         candidates the tuning term imitates (``num_items_in_batch``) and the prompts with a ranked pair (the rank
         loss's groups)."""
         counts = torch.tensor(
-            [
-                count_normalisers(
-                    self._loss_labels(b["labels"]),
-                    b["rewards"],
-                    b["sources"],
-                    b["group_ids"],
-                    options=self.loss_options,
-                    speedups=b["speedups"],
-                )
-                for b in batches
-            ],
+            [count_normalisers(**self._plan_inputs(b)) for b in batches],
             dtype=torch.long,
             device=device,
         ).sum(0)
@@ -565,6 +541,18 @@ class RRHFTrainer(Trainer):
 
     def _loss_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return labels if self.is_encoder_decoder else shift_labels(labels)
+
+    def _plan_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """What the loss's planning helpers (`count_normalisers`, `groups_with_loss_terms`) read of a collated
+        batch, with this trainer's loss options."""
+        return {
+            "labels": self._loss_labels(batch["labels"]),
+            "rewards": batch["rewards"],
+            "sources": batch["sources"],
+            "group_ids": batch["group_ids"],
+            "options": self.loss_options,
+            "speedups": batch["speedups"],
+        }
 
     def _prepare_inputs(self, inputs):
         if isinstance(inputs, list):  # rows straight from the dataloader (e.g. prediction_step)
