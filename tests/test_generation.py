@@ -58,13 +58,15 @@ def test_inverse_cdf_draws_follow_the_warped_softmax(temperature, top_k, top_p):
     assert got[expected == 0].eq(0).all()  # a token of probability 0 is never drawn
 
 
-def test_inverse_cdf_draw_never_picks_a_zero_probability_token_at_the_edge():
-    # The only token of probability 1 is last but one: every uniform, including the largest, lands on it.
-    scores = torch.full((4096, 5), float("-inf"))
-    scores[:, 3] = 0.0
-    torch.manual_seed(1)
+def test_inverse_cdf_draw_never_picks_a_zero_probability_token_at_the_edge(monkeypatch):
+    # The tokens that can be drawn are 1 and 3; those after them have probability 0. A uniform that rounds up to
+    # the total (forced here: rounding makes it possible, not likely) must still land on token 3, not past it.
+    scores = torch.full((4, 6), float("-inf"))
+    scores[:, [1, 3]] = 0.0
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape, **kw))
     out = InverseCDFSampler()(None, scores)
     assert out.argmax(dim=-1).eq(3).all()
+    assert torch.isfinite(out).sum(dim=-1).eq(1).all()
 
 
 def test_warpers_match_the_config_and_fall_back_for_others():
